@@ -1,0 +1,183 @@
+"""The compiled MSDeformAttn op on CPU: agreement with the reference, gradients, validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from msda_cases import CASES, level_index, make_case
+
+from spvis_model.ops import MSDeformAttn, ms_deform_attn, ms_deform_attn_reference
+
+
+def _grads(fn, inputs: tuple, grad_out: torch.Tensor) -> list[torch.Tensor]:
+    value, shapes, starts, loc, attn = (t.detach().clone() for t in inputs)
+    for t in (value, loc, attn):
+        t.requires_grad_(True)
+    out = fn(value, shapes, starts, loc, attn)
+    out.backward(grad_out)
+    return [out.detach(), value.grad, loc.grad, attn.grad]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"L{len(c[0])}-D{c[2]}")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+def test_forward_and_backward_match_reference(case, dtype, tol):
+    inputs = make_case(*case, dtype=dtype)
+    grad_out = torch.randn(inputs[0].shape[0], case[3], case[1] * case[2], dtype=dtype)
+    ours = _grads(ms_deform_attn, inputs, grad_out)
+    ref = _grads(ms_deform_attn_reference, inputs, grad_out)
+    for name, a, b in zip(("output", "grad_value", "grad_loc", "grad_attn"), ours, ref):
+        # Location gradients scale with the level size: compare relative to their magnitude.
+        scale = max(1.0, b.abs().max().item()) if name == "grad_loc" else 1.0
+        assert (a - b).abs().max().item() <= tol * scale, name
+
+
+def test_samples_outside_read_zero():
+    value, shapes, starts, loc, attn = make_case(((4, 5),), 1, 3, 4, 2)
+    loc = torch.full_like(loc, 1.5)  # every sample lands outside the level
+    out = ms_deform_attn(value, shapes, starts, loc, attn)
+    assert torch.count_nonzero(out) == 0
+    loc[..., 0] = 0.5  # x inside, y outside -> still zero
+    assert torch.count_nonzero(ms_deform_attn(value, shapes, starts, loc, attn)) == 0
+
+
+def test_exact_pixel_centre_returns_that_pixel():
+    shapes = ((3, 4),)
+    value, spatial, starts, _, _ = make_case(shapes, 1, 5, 1, 1, batch=1)
+    y, x = 2, 1
+    loc = torch.tensor([(x + 0.5) / 4, (y + 0.5) / 3], dtype=torch.float64).view(1, 1, 1, 1, 1, 2)
+    attn = torch.ones(1, 1, 1, 1, 1, dtype=torch.float64)
+    out = ms_deform_attn(value, spatial, starts, loc, attn)
+    assert torch.allclose(out.view(-1), value[0, y * 4 + x, 0], atol=1e-12)
+
+
+def test_gradcheck_float64():
+    inputs = make_case(((4, 5), (2, 3)), 2, 3, 3, 2, batch=1)
+    value, shapes, starts, loc, attn = inputs
+    # Keep locations off exact pixel boundaries, where bilinear sampling has a kink.
+    loc = loc.clamp(-0.2, 1.2)
+    leaves = [t.clone().requires_grad_(True) for t in (value, loc, attn)]
+    assert torch.autograd.gradcheck(
+        lambda v, lc, a: ms_deform_attn(v, shapes, starts, lc, a), leaves, eps=1e-6, atol=1e-5)
+
+
+def test_non_contiguous_inputs():
+    value, shapes, starts, loc, attn = make_case(((6, 8), (3, 4)), 2, 8, 5, 3)
+    expected = ms_deform_attn(value, shapes, starts, loc, attn)
+    value_nc = value.transpose(2, 3).contiguous().transpose(2, 3)
+    loc_nc = loc.transpose(0, 1).contiguous().transpose(0, 1)
+    attn_nc = attn.permute(4, 3, 2, 1, 0).contiguous().permute(4, 3, 2, 1, 0)
+    assert not value_nc.is_contiguous() and not loc_nc.is_contiguous()
+    out = ms_deform_attn(value_nc, shapes, starts, loc_nc, attn_nc)
+    assert torch.equal(out, expected)
+
+
+def test_large_query_count_and_batch_one_head_one():
+    # B*H = 1 makes the CPU backward split queries over threads with private buffers.
+    inputs = make_case(((9, 11), (5, 6)), 1, 4, 2000, 2, batch=1)
+    grad_out = torch.randn(1, 2000, 4, dtype=torch.float64)
+    ours = _grads(ms_deform_attn, inputs, grad_out)
+    ref = _grads(ms_deform_attn_reference, inputs, grad_out)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+def _valid():
+    return list(make_case(((4, 5), (2, 3)), 2, 3, 3, 2, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("index,bad,message", [
+    (0, lambda v: v[0], r"value must have shape \(B, S, H, D\), got \(26, 2, 3\)"),
+    (1, lambda s: s[:, :1], r"spatial_shapes must have shape \(L, 2\), got \(2, 1\)"),
+    (2, lambda s: s[:1], r"level_start_index must have shape \(L,\) = \(2,\), got \(1,\)"),
+    (3, lambda lc: lc[..., :1], r"sampling_locations must have shape \(B, Q, H, L, P, 2\)"),
+    (3, lambda lc: lc[:, :, :1], r"sampling_locations must have shape .* got \(2, 3, 1, 2, 2, 2\)"),
+    (4, lambda a: a[..., :1], r"attention_weights must have shape \(B, Q, H, L, P\) = "
+                              r"\(2, 3, 2, 2, 2\), got \(2, 3, 2, 2, 1\)"),
+    (0, lambda v: v[:, :-1], r"value has S = 25 rows .* sum to 26"),
+    (2, lambda s: s + 1, r"level_start_index\[0\] = 1, expected 0"),
+    (0, lambda v: v.half(), r"value dtype torch.float16 is not supported on cpu"),
+    (0, lambda v: v.long(), r"value must be a floating-point tensor"),
+    (3, lambda lc: lc.double(), r"sampling_locations \(torch.float64\) and attention_weights"),
+    (1, lambda s: s.float(), r"spatial_shapes must be int64"),
+    (1, lambda s: s.to("meta"), r"spatial_shapes is on meta but value is on cpu"),
+    (4, lambda a: a.to("meta"), r"attention_weights is on meta but value is on cpu"),
+    (0, lambda v: v.tolist(), r"value must be a torch.Tensor, got list"),
+])
+def test_validation_errors_name_the_argument(index, bad, message):
+    args = _valid()
+    args[index] = bad(args[index])
+    with pytest.raises(ValueError, match=message):
+        ms_deform_attn(*args)
+
+
+def test_locations_in_other_dtype_than_value_rejected_on_cpu():
+    args = _valid()
+    args[0] = args[0].double()
+    with pytest.raises(ValueError, match="must equal value's dtype torch.float64"):
+        ms_deform_attn(*args)
+
+
+def test_unbuilt_extension_says_how_to_build():
+    # A fresh interpreter in which spvis_model._C cannot be imported, as on a checkout
+    # where the build never ran: the call must fail and name the build command.
+    code = textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "spvis_model._C":
+                    raise ImportError("simulated: no compiled module")
+                return None
+        sys.meta_path.insert(0, Block())
+        import torch
+        from spvis_model.ops import ms_deform_attn, is_built
+        assert not is_built()
+        v = torch.zeros(1, 1, 1, 1); s = torch.tensor([[1, 1]]); i = torch.tensor([0])
+        ms_deform_attn(v, s, i, torch.zeros(1, 1, 1, 1, 1, 2), torch.zeros(1, 1, 1, 1, 1))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "RuntimeError" in res.stderr and "make setup" in res.stderr, res.stderr
+
+
+# --- module ------------------------------------------------------------------------------------
+
+def test_module_compiled_matches_reference_and_trains():
+    torch.manual_seed(0)
+    shapes = ((8, 10), (4, 5), (2, 3))
+    spatial, starts, s = level_index(shapes)
+    attn = MSDeformAttn(d_model=48, n_levels=3, n_heads=4, n_points=2)
+    ref = MSDeformAttn(d_model=48, n_levels=3, n_heads=4, n_points=2, implementation="reference")
+    ref.load_state_dict(attn.state_dict())
+    query = torch.randn(2, 7, 48)
+    feats = torch.randn(2, s, 48)
+    for points in (torch.rand(2, 7, 3, 2), torch.rand(2, 7, 3, 4)):
+        out = attn(query, points, feats, spatial, starts)
+        assert out.shape == (2, 7, 48)
+        assert torch.allclose(out, ref(query, points, feats, spatial, starts), atol=1e-5)
+    out.square().mean().backward()
+    grads = [p.grad for p in attn.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert attn.sampling_offsets.weight.grad.abs().sum() > 0  # gradient reaches the offsets
+
+
+def test_module_initialisation_and_arguments():
+    attn = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=3)
+    offsets = attn.sampling_offsets.bias.view(4, 2, 3, 2)
+    # Head 0 points along +x at radii 1, 2, 3; attention starts uniform.
+    assert torch.allclose(offsets[0, 0], torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]))
+    assert torch.count_nonzero(attn.attention_weights.bias) == 0
+    with pytest.raises(ValueError, match=r"d_model \(30\) must be divisible by n_heads \(4\)"):
+        MSDeformAttn(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="n_points must be a positive int, got 0"):
+        MSDeformAttn(n_points=0)
+    with pytest.raises(ValueError, match="implementation must be"):
+        MSDeformAttn(implementation="fast")
+    spatial, starts, s = level_index(((4, 4), (2, 2), (1, 1)))
+    with pytest.raises(ValueError, match="spatial_shapes has 3 levels"):
+        attn(torch.randn(1, 2, 32), torch.rand(1, 2, 3, 2), torch.randn(1, s, 32), spatial, starts)
