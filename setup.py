@@ -42,7 +42,7 @@ def _extension() -> cpp_extension.CppExtension:
     }
     if _want_cuda():
         print("spvis: building MSDeformAttn with CPU and CUDA kernels")
-        kwargs["sources"] = sources + ["csrc/cuda/ms_deform_attn_cuda.cu"]
+        kwargs["sources"] = [*sources, "csrc/cuda/ms_deform_attn_cuda.cu"]
         kwargs["define_macros"].append(("SPVIS_WITH_CUDA", None))
         kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]}
         return cpp_extension.CUDAExtension(**kwargs)

@@ -83,7 +83,7 @@ def validate_ms_deform_attn_args(
     shapes = spatial_shapes.tolist()
     starts = level_start_index.tolist()
     total = 0
-    for lvl, ((hl, wl), start) in enumerate(zip(shapes, starts)):
+    for lvl, ((hl, wl), start) in enumerate(zip(shapes, starts, strict=True)):
         if hl < 0 or wl < 0:
             raise ValueError(f"spatial_shapes[{lvl}] = ({hl}, {wl}) must be non-negative")
         if start != total:
@@ -97,8 +97,10 @@ def validate_ms_deform_attn_args(
 
 class _MSDeformAttnFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, value, spatial_shapes, level_start_index, sampling_locations,
-                attention_weights):  # type: ignore[override]
+    def forward(ctx: torch.autograd.function.FunctionCtx, value: torch.Tensor,
+                spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                sampling_locations: torch.Tensor,
+                attention_weights: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ext = _ext.load()
         ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations,
                               attention_weights)
@@ -107,7 +109,8 @@ class _MSDeformAttnFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output):  # type: ignore[override]
+    def backward(ctx: torch.autograd.function.FunctionCtx,
+                 grad_output: torch.Tensor) -> tuple:  # type: ignore[override]
         value, spatial_shapes, level_start_index, loc, attn = ctx.saved_tensors
         grad_value, grad_loc, grad_attn = _ext.load().ms_deform_attn_backward(
             value, spatial_shapes, level_start_index, loc, attn, grad_output)

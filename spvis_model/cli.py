@@ -1,0 +1,49 @@
+"""The `spvis` command line. Subcommands grow with the project (train / eval arrive with
+their issues); `info` reports what this installation runs on."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import torch
+
+from spvis_model import __version__
+from spvis_model.ops import _ext
+
+
+def _info(short: bool) -> str:
+    built = _ext.is_built()
+    kernels = ("CPU+CUDA" if _ext.with_cuda() else "CPU") if built else "NOT BUILT"
+    cuda = (f"CUDA device {torch.cuda.get_device_name()}" if torch.cuda.is_available()
+            else "no CUDA device")
+    if short:
+        return (f"spvis {__version__}, torch {torch.__version__}, MSDeformAttn kernels: {kernels}, "
+                f"{cuda}")
+    lines = [
+        f"spvis          {__version__}",
+        f"python         {platform.python_version()} ({sys.executable})",
+        f"torch          {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}), "
+        f"{torch.get_num_threads()} CPU threads",
+        f"MSDeformAttn   {kernels}" + ("" if built else f" - {_ext.BUILD_HINT}"),
+        f"device         {cuda}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `spvis` console script."""
+    parser = argparse.ArgumentParser(prog="spvis", description="SPVIS video instance segmentation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="versions, compiled kernels and devices")
+    info.add_argument("--short", action="store_true", help="one line")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        print(_info(args.short))
+        return 0 if _ext.is_built() else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
