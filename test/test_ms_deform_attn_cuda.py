@@ -106,3 +106,30 @@ def test_module_under_autocast():
         assert out.dtype == dtype
         assert (out.float() - ref).norm() / ref.norm() < 3e-2
         out.float().sum().backward()
+
+
+def _shifted(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A contiguous CUDA copy of t that starts one element into its storage, and that storage."""
+    flat = torch.zeros(t.numel() + 1, dtype=dtype, device="cuda")
+    flat[1:] = t.flatten().to("cuda", dtype)
+    view = flat[1:].view(t.shape)
+    assert view.is_contiguous() and view.data_ptr() % 16 != 0
+    return view, flat
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_misaligned_views(dtype):
+    # Contiguous views that start one element into their storage cannot use vector loads.
+    value, shapes, starts, loc, attn = make_case(((6, 8), (3, 4)), 2, 32, 9, 3, dtype=torch.float32)
+    grad_out = torch.randn(2, 9, 64)
+    expected = _run(_cuda((value, shapes, starts, loc, attn), dtype, torch.float32), grad_out)
+    value_s, flat = _shifted(value, dtype)
+    flat.requires_grad_(True)
+    value_s = flat[1:].view(value.shape)
+    loc_c, attn_c = loc.float().cuda().requires_grad_(), attn.float().cuda().requires_grad_()
+    out = ms_deform_attn(value_s, shapes.cuda(), starts.cuda(), loc_c, attn_c)
+    grad_s, _ = _shifted(grad_out, dtype)
+    g_flat, g_loc, g_attn = torch.autograd.grad(out, (flat, loc_c, attn_c), grad_s)
+    got = [t.detach().cpu().double() for t in (out, g_flat[1:].view(value.shape), g_loc, g_attn)]
+    for name, a, b in zip(NAMES, got, expected, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3), name
