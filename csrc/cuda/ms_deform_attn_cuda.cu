@@ -313,8 +313,10 @@ std::vector<at::Tensor> ms_deform_attn_backward_cuda(const at::Tensor& value_in,
           using acc_t = at::opmath_type<scalar_t>;
           with_loc_type<scalar_t>(loc, [&](auto* loc_tag) {
             using loc_t = std::remove_pointer_t<decltype(loc_tag)>;
-            with_vec(pick_vec(d.D, sizeof(scalar_t),
-                              {value.data_ptr(), go.data_ptr(), grad_value_acc.data_ptr()}),
+            // The vector width is bounded by the float32 accumulator as well: one 16-byte
+            // atomic per corner (8-wide half loads would need two, and measured slower).
+            with_vec(std::min(pick_vec(d.D, sizeof(scalar_t), {value.data_ptr(), go.data_ptr()}),
+                              pick_vec(d.D, sizeof(acc_t), {grad_value_acc.data_ptr()})),
                      [&](auto vec_tag) {
               constexpr int VEC = decltype(vec_tag)::value;
               // Lanes per (b, q, h): enough for every channel group, at most a warp.
