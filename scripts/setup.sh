@@ -34,18 +34,18 @@ STATE="$VENV/spvis-setup"
 mkdir -p "$STATE"
 
 # 2. torch + python tools
-PIP_KEY="$(printf '%s\n' "${TORCH_SPEC:-torch==2.13.0}" | cat - requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+PIP_KEY="$(printf '%s\n' "${TORCH_SPEC:-torch==2.13.0}" | cat - requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 torch_version() { "$PY" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null; }
 if stamp_ok "$STATE/pip.stamp" "$PIP_KEY" && torch_version >/dev/null; then
     log "2/5 pip: torch $(torch_version) and dev tools up to date"
 else
     if torch_version >/dev/null; then
-        log "2/5 pip: keeping torch $(torch_version), installing requirements-dev.txt"
-        "$PY" -m pip install -q -r requirements-dev.txt >"$STATE/pip.log" 2>&1 \
+        log "2/5 pip: keeping torch $(torch_version), installing requirements.txt + requirements-dev.txt"
+        "$PY" -m pip install -q -r requirements.txt -r requirements-dev.txt >"$STATE/pip.log" 2>&1 \
             || { tail -20 "$STATE/pip.log" >&2; die "pip install -r requirements-dev.txt failed"; }
     else
-        log "2/5 pip: installing ${TORCH_SPEC:-torch==2.13.0} and requirements-dev.txt"
-        "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" -r requirements-dev.txt \
+        log "2/5 pip: installing ${TORCH_SPEC:-torch==2.13.0}, requirements.txt and requirements-dev.txt"
+        "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" -r requirements.txt -r requirements-dev.txt \
             >"$STATE/pip.log" 2>&1 \
             || { tail -20 "$STATE/pip.log" >&2; die "pip install of torch / requirements-dev.txt failed"; }
     fi
