@@ -38,3 +38,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=cuda_reason))
         if no_ros and "ros" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="SPVIS_ALLOW_NO_ROS=1 and rclpy not installed"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny():
+    """The tiny preset trained (segmenter, stage 1) on synthetic disk/square scenes for a short
+    time on the CPU; shared by the tests that need a model that actually sees objects."""
+    import numpy as np
+    from synthetic_clip import CLASSES, random_scene, targets_for
+
+    from spvis_model.config import preset
+    from spvis_model.model import SPVIS
+    from spvis_model.training.criterion import SetCriterion
+
+    cfg = preset("tiny")
+    cfg.class_names = list(CLASSES)
+    cfg.input.max_size = 96
+    torch.manual_seed(0)
+    model = SPVIS(cfg).train()
+    criterion = SetCriterion(cfg.num_classes, num_points=512)
+    params = [p for p in model.segmenter.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    for _ in range(TRAIN_STEPS):
+        images, targets = [], []
+        for _ in range(4):
+            img, labels, masks = random_scene(rng)
+            x, _ = model.preprocess(img)
+            images.append(x)
+            targets.append(targets_for(labels, masks))
+        out = criterion(model.segment(torch.cat(images)).decoder, targets)
+        opt.zero_grad()
+        out.total().backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return model.eval()
+
+
+TRAIN_STEPS = 300

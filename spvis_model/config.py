@@ -1,0 +1,284 @@
+"""Typed model configuration: dataclasses, presets, YAML load/save, validation.
+
+Every field is checked by `ModelConfig.validate()`; a bad value raises `ConfigError` naming the
+dotted field path and the value (e.g. ``tracker.keep_seconds = -1.0: must be > 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKBONES = ("tiny", "lite0", "r50")
+ASSOCIATIONS = ("pgt", "minvis")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+
+@dataclass
+class InputConfig:
+    """How frames are brought to the network.
+
+    Frames are resized (aspect kept) so the longer side is `max_size`, then padded bottom/right
+    to a multiple of 32. Outputs come back at the frame's own resolution.
+    """
+
+    max_size: int = 640
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "tiny"
+    pretrained: bool = False
+
+
+@dataclass
+class PixelDecoderConfig:
+    conv_dim: int = 256
+    mask_dim: int = 256
+    num_encoder_layers: int = 6
+    n_heads: int = 8
+    n_points: int = 4
+    ffn_dim: int = 1024
+    norm_groups: int = 32
+
+
+@dataclass
+class SegmenterConfig:
+    """The masked-attention transformer decoder (Mask2Former's predictor)."""
+
+    hidden_dim: int = 256
+    num_queries: int = 100
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dec_layers: int = 9
+
+
+@dataclass
+class TrackerConfig:
+    """SIM + PGT + RCP and the track life cycle. Times are seconds (header stamps)."""
+
+    association: str = "pgt"
+    max_tracks: int = 32
+    memory_size: int = 4
+    num_layers: int = 2
+    nheads: int = 8
+    sim_points: int = 4
+    mask_res: int = 32
+    keep_seconds: float = 5.0
+    detect_score: float = 0.3
+    new_track_score: float = 0.5
+    active_gate: float = 1.2
+    lost_gate: float = 0.6
+    iou_weight: float = 1.0
+    correction_margin: float = 0.1
+    snapshot_min_score: float = 0.6
+    snapshot_min_visibility: float = 0.5
+    output_score: float = 0.3
+    score_momentum: float = 0.7
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build an SPVIS model (weights aside)."""
+
+    name: str = "tiny"
+    class_names: list[str] = field(default_factory=lambda: ["object"])
+    input: InputConfig = field(default_factory=InputConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a plain dict (as YAML gives); unknown or mistyped fields raise ConfigError."""
+        cfg = _from_dict(cls, data, "")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> ModelConfig:
+        """Raise ConfigError for the first invalid field; return self."""
+        _check(isinstance(self.name, str) and self.name != "", "name", self.name, "a non-empty str")
+        _check(isinstance(self.class_names, list) and len(self.class_names) > 0
+               and all(isinstance(c, str) and c for c in self.class_names),
+               "class_names", self.class_names, "a non-empty list of non-empty str")
+        _check(len(set(self.class_names)) == len(self.class_names), "class_names",
+               self.class_names, "unique names")
+        _positive_int("input.max_size", self.input.max_size, minimum=32)
+        _check(self.backbone.name in BACKBONES, "backbone.name", self.backbone.name,
+               f"one of {BACKBONES}")
+        _check(isinstance(self.backbone.pretrained, bool), "backbone.pretrained",
+               self.backbone.pretrained, "a bool")
+        pd = self.pixel_decoder
+        for name in ("conv_dim", "mask_dim", "num_encoder_layers", "n_heads", "n_points",
+                     "ffn_dim", "norm_groups"):
+            _positive_int(f"pixel_decoder.{name}", getattr(pd, name),
+                          minimum=0 if name == "num_encoder_layers" else 1)
+        _check(pd.conv_dim % pd.norm_groups == 0, "pixel_decoder.norm_groups", pd.norm_groups,
+               f"a divisor of pixel_decoder.conv_dim ({pd.conv_dim})")
+        _check(pd.conv_dim % pd.n_heads == 0, "pixel_decoder.n_heads", pd.n_heads,
+               f"a divisor of pixel_decoder.conv_dim ({pd.conv_dim})")
+        sg = self.segmenter
+        for name in ("hidden_dim", "num_queries", "nheads", "dim_feedforward", "dec_layers"):
+            _positive_int(f"segmenter.{name}", getattr(sg, name))
+        _check(sg.hidden_dim % sg.nheads == 0, "segmenter.nheads", sg.nheads,
+               f"a divisor of segmenter.hidden_dim ({sg.hidden_dim})")
+        _check(pd.mask_dim == sg.hidden_dim, "pixel_decoder.mask_dim", pd.mask_dim,
+               f"equal to segmenter.hidden_dim ({sg.hidden_dim})")
+        tr = self.tracker
+        _check(tr.association in ASSOCIATIONS, "tracker.association", tr.association,
+               f"one of {ASSOCIATIONS}")
+        for name in ("max_tracks", "memory_size", "num_layers", "nheads", "sim_points"):
+            _positive_int(f"tracker.{name}", getattr(tr, name))
+        _positive_int("tracker.mask_res", tr.mask_res, minimum=4)
+        _check(sg.hidden_dim % tr.nheads == 0, "tracker.nheads", tr.nheads,
+               f"a divisor of segmenter.hidden_dim ({sg.hidden_dim})")
+        _check(tr.association != "minvis" or tr.max_tracks >= sg.num_queries,
+               "tracker.max_tracks", tr.max_tracks,
+               f">= segmenter.num_queries ({sg.num_queries}) for association 'minvis' "
+               "(one slot per query)")
+        _positive_float("tracker.keep_seconds", tr.keep_seconds)
+        for name in ("detect_score", "new_track_score", "snapshot_min_score",
+                     "snapshot_min_visibility", "output_score", "score_momentum"):
+            _unit_float(f"tracker.{name}", getattr(tr, name))
+        for name in ("active_gate", "lost_gate", "iou_weight", "correction_margin"):
+            value = getattr(tr, name)
+            _check(_is_number(value) and math.isfinite(value) and value >= 0,
+                   f"tracker.{name}", value, "a finite number >= 0")
+        return self
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+def preset(name: str) -> ModelConfig:
+    """The named preset: `tiny` (tests, CPU, 128 px), `lite0` (shipped demo model), `r50`."""
+    if name == "tiny":
+        cfg = ModelConfig(
+            name="tiny",
+            input=InputConfig(max_size=128),
+            backbone=BackboneConfig(name="tiny", pretrained=False),
+            pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_encoder_layers=2,
+                                             n_heads=4, n_points=4, ffn_dim=128, norm_groups=8),
+            segmenter=SegmenterConfig(hidden_dim=64, num_queries=16, nheads=4,
+                                      dim_feedforward=128, dec_layers=3),
+            tracker=TrackerConfig(max_tracks=16, memory_size=4, num_layers=1, nheads=4),
+        )
+    elif name == "lite0":
+        cfg = ModelConfig(
+            name="lite0",
+            input=InputConfig(max_size=640),
+            backbone=BackboneConfig(name="lite0", pretrained=True),
+            pixel_decoder=PixelDecoderConfig(conv_dim=128, mask_dim=128, num_encoder_layers=3,
+                                             n_heads=8, n_points=4, ffn_dim=512, norm_groups=32),
+            segmenter=SegmenterConfig(hidden_dim=128, num_queries=50, nheads=8,
+                                      dim_feedforward=512, dec_layers=6),
+            tracker=TrackerConfig(max_tracks=64, memory_size=4, num_layers=2, nheads=8),
+        )
+    elif name == "r50":
+        cfg = ModelConfig(
+            name="r50",
+            input=InputConfig(max_size=640),
+            backbone=BackboneConfig(name="r50", pretrained=False),
+            pixel_decoder=PixelDecoderConfig(),
+            segmenter=SegmenterConfig(),
+            tracker=TrackerConfig(max_tracks=64, memory_size=4, num_layers=3, nheads=8),
+        )
+    else:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {BACKBONES}")
+    return cfg.validate()
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read a YAML config (safe loader: no code runs). A mapping with `preset: NAME` starts
+    from that preset and overrides the fields given."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping, got {type(data).__name__}")
+    base = data.pop("preset", None)
+    if base is not None:
+        merged = _merge(preset(str(base)).to_dict(), data)
+        return ModelConfig.from_dict(merged)
+    return ModelConfig.from_dict(data)
+
+
+def save_config(cfg: ModelConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = prefix or "config"
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        sub = _SECTIONS.get(name) if cls is ModelConfig else None
+        path = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _from_dict(sub, value, path) if sub is not None else value
+    return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {
+    "input": InputConfig,
+    "backbone": BackboneConfig,
+    "pixel_decoder": PixelDecoderConfig,
+    "segmenter": SegmenterConfig,
+    "tracker": TrackerConfig,
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(ok: bool, field_name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name} = {value!r}: must be {expected}")
+
+
+def _positive_int(field_name: str, value: object, minimum: int = 1) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+           field_name, value, f"an int >= {minimum}")
+
+
+def _positive_float(field_name: str, value: object) -> None:
+    _check(_is_number(value) and math.isfinite(value) and value > 0, field_name, value,
+           "a finite number > 0")
+
+
+def _unit_float(field_name: str, value: object) -> None:
+    _check(_is_number(value) and 0.0 <= value <= 1.0, field_name, value, "a number in [0, 1]")

@@ -1,0 +1,47 @@
+"""Instances: what the model reports for one frame, at the frame's own resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Instances:
+    """Tracked instances in one frame (N of them), as numpy arrays on the CPU.
+
+    Attributes:
+        ids: (N,) int64 persistent track ids (unique per stream, never reused).
+        labels: (N,) int64 class indices into the model's class_names.
+        label_names: N class names.
+        scores: (N,) float32 in [0, 1].
+        boxes: (N, 4) float32 (x1, y1, x2, y2) in pixels, x2/y2 exclusive.
+        masks: (N, H, W) bool at the frame's resolution.
+        visibility: (N,) float32 in [0, 1].
+        first_seen: (N,) float64 stamp of the frame where each id first appeared.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    scores: np.ndarray
+    boxes: np.ndarray
+    masks: np.ndarray
+    visibility: np.ndarray
+    first_seen: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the frame."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> Instances:
+        return cls(ids=np.zeros(0, np.int64), labels=np.zeros(0, np.int64), label_names=[],
+                   scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4), np.float32),
+                   masks=np.zeros((0, height, width), bool),
+                   visibility=np.zeros(0, np.float32), first_seen=np.zeros(0, np.float64))

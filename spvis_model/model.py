@@ -1,0 +1,272 @@
+"""SPVIS: the segmenter plus the tracker, with the online API the node, the CLI and the docs use.
+
+    model = build_model("tiny")            # or a ModelConfig, or SPVIS.from_checkpoint(path)
+    state = model.init_state()
+    state, instances = model.step(state, frame, stamp)   # frame: H×W×3 uint8 RGB, stamp: seconds
+
+The model holds weights only; each stream's memory is the `TrackerState` passed in and out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spvis_model.config import ModelConfig, preset
+from spvis_model.instances import Instances
+from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
+from spvis_model.tracker.geometry import masks_to_boxes
+from spvis_model.tracker.minvis import minvis_step
+from spvis_model.tracker.state import TrackerState
+from spvis_model.tracker.tracker import FrameFeatures, Tracker, TrackStep
+
+PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_FRAME_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Sizes of a frame through preprocessing: original (H, W), resized, padded to 32."""
+
+    original: tuple[int, int]
+    resized: tuple[int, int]
+    padded: tuple[int, int]
+
+    @property
+    def valid_stride4(self) -> tuple[int, int]:
+        """Rows/columns of the stride-4 grid that cover the resized frame."""
+        return math.ceil(self.resized[0] / 4), math.ceil(self.resized[1] / 4)
+
+
+class SPVIS(nn.Module):
+    """Segmenter + SIM/PGT/RCP tracker.
+
+    Args:
+        cfg: the configuration (validated here).
+        pretrained_backbone: override cfg.backbone.pretrained (checkpoint loading passes False:
+            the checkpoint carries every weight).
+    """
+
+    def __init__(self, cfg: ModelConfig, pretrained_backbone: bool | None = None) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.segmenter = Segmenter(cfg, pretrained_backbone)
+        self.tracker = Tracker(cfg.tracker, cfg.segmenter.hidden_dim, cfg.pixel_decoder.conv_dim,
+                               n_levels=3, num_logits=cfg.num_classes + 1)
+        backbone = self.segmenter.backbone
+        self.register_buffer("pixel_mean", torch.tensor(backbone.pixel_mean).view(3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(backbone.pixel_std).view(3, 1, 1),
+                             persistent=False)
+        self.precision = "float32"
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SPVIS:
+        """Load a checkpoint written by `save` (see spvis_model.checkpoint)."""
+        from spvis_model.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, device=device)
+
+    def save(self, path: str | Path, *, half: bool = False, meta: dict | None = None) -> None:
+        """Write one checkpoint file: config, weights (float16 storage with half=True), class
+        names, format version."""
+        from spvis_model.checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, half=half, meta=meta)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.cfg.class_names)
+
+    def set_precision(self, precision: str) -> SPVIS:
+        """float32 everywhere; float16 / bfloat16 run the segmenter under CUDA autocast (the
+        tracker stays float32). Half precision on a CPU model is refused, not ignored."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision = {precision!r}: must be one of {sorted(PRECISIONS)}")
+        if precision != "float32" and self.device.type != "cuda":
+            raise ValueError(f"precision = {precision!r} needs the model on a CUDA device; it is "
+                             f"on {self.device} (use float32 there)")
+        self.precision = precision
+        return self
+
+    # --- state ----------------------------------------------------------------------------------
+    def init_state(self) -> TrackerState:
+        """A fresh, empty tracker state on the model's device (also the way to reset)."""
+        return self.tracker.init_state(self.device)
+
+    # --- per-frame pieces -----------------------------------------------------------------------
+    def preprocess(self, frame: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, FrameGeometry]:
+        """H×W×3 uint8 RGB -> (1, 3, Hp, Wp) normalised and padded, and its geometry."""
+        t = _check_frame(frame).to(self.device)
+        h, w = int(t.shape[0]), int(t.shape[1])
+        scale = self.cfg.input.max_size / max(h, w)
+        rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+        x = t.permute(2, 0, 1)[None].float()
+        if (rh, rw) != (h, w):
+            x = F.interpolate(x, (rh, rw), mode="bilinear", align_corners=False,
+                              antialias=scale < 1)
+        x = (x - self.pixel_mean) / self.pixel_std
+        ph, pw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
+        x = F.pad(x, (0, pw - rw, 0, ph - rh))
+        return x, FrameGeometry((h, w), (rh, rw), (ph, pw))
+
+    def segment(self, images: torch.Tensor) -> SegmenterOutput:
+        """Run the segmenter on (B, 3, Hp, Wp) normalised images (autocast per precision)."""
+        with self._autocast():
+            return self.segmenter(images)
+
+    def frame_features(self, seg: SegmenterOutput, index: int,
+                       geom: FrameGeometry) -> FrameFeatures:
+        """The tracker's inputs for image `index` of a segmenter batch, in float32."""
+        d, p = seg.decoder, seg.pixels
+        return FrameFeatures(
+            query_embed=d.query_embed[index].float(), pred_logits=d.pred_logits[index].float(),
+            pred_masks=d.pred_masks[index].float(), mask_features=p.mask_features[index].float(),
+            memory=p.memory[index].float(), spatial_shapes=p.spatial_shapes,
+            level_start_index=p.level_start_index, valid_hw=geom.valid_stride4)
+
+    def track(self, state: TrackerState, feats: FrameFeatures,
+              stamp: float) -> tuple[TrackerState, TrackStep]:
+        """Advance the tracker one frame (PGT, or the MinVIS baseline per the config)."""
+        if self.cfg.tracker.association == "minvis":
+            return minvis_step(self.cfg.tracker, state, feats, stamp)
+        return self.tracker.step(state, feats, stamp, self.segmenter.decoder)
+
+    # --- the online API -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, state: TrackerState, frame: np.ndarray | torch.Tensor,
+             stamp: float) -> tuple[TrackerState, Instances]:
+        """Process one frame of a stream.
+
+        Args:
+            state: the stream's TrackerState (from `init_state` or a previous `step`).
+            frame: (H, W, 3) uint8 RGB, any resolution (numpy array or tensor).
+            stamp: the frame's time in seconds; must not go backwards within a stream.
+
+        Returns:
+            (new state, instances at the frame's resolution).
+        """
+        stamp = self._check_stamp(state, stamp)
+        images, geom = self.preprocess(frame)
+        feats = self.frame_features(self.segment(images), 0, geom)
+        state, result = self.track(state, feats, stamp)
+        return state, self.postprocess(result, geom)
+
+    def segment_clip(self, frames: Sequence[np.ndarray | torch.Tensor],
+                     stamps: Sequence[float]) -> list[Instances]:
+        """Offline / clip evaluation: the frames of one clip from a fresh state, in order.
+        (No temporal refiner over whole tracks yet: results equal online processing.)"""
+        if len(frames) != len(stamps):
+            raise ValueError(f"segment_clip: {len(frames)} frames but {len(stamps)} stamps")
+        state = self.init_state()
+        out = []
+        for frame, stamp in zip(frames, stamps, strict=True):
+            state, inst = self.step(state, frame, stamp)
+            out.append(inst)
+        return out
+
+    def postprocess(self, result: TrackStep, geom: FrameGeometry) -> Instances:
+        """Visible tracks above the output score -> Instances at the original resolution."""
+        h, w = geom.original
+        keep = result.visible & (result.score >= self.cfg.tracker.output_score)
+        if not bool(keep.any()):
+            return Instances.empty(h, w)
+        logits = result.mask_logits[keep][None]
+        logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
+        logits = logits[:, :, : geom.resized[0], : geom.resized[1]]
+        masks = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[0] > 0
+        nonempty = masks.flatten(1).any(1)
+        masks = masks[nonempty]
+        labels = result.running_logits[keep][nonempty][:, :-1].argmax(-1)
+        names = self.class_names
+        return Instances(
+            ids=result.ids[keep][nonempty].cpu().numpy().astype(np.int64),
+            labels=labels.cpu().numpy().astype(np.int64),
+            label_names=[names[i] for i in labels.tolist()],
+            scores=result.score[keep][nonempty].float().cpu().numpy(),
+            boxes=masks_to_boxes(masks).cpu().numpy().astype(np.float32),
+            masks=masks.cpu().numpy(),
+            visibility=result.visibility[keep][nonempty].float().cpu().numpy(),
+            first_seen=result.first_seen[keep][nonempty].cpu().numpy().astype(np.float64),
+        )
+
+    # --- helpers --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.precision == "float32":
+            yield
+            return
+        with torch.autocast("cuda", dtype=PRECISIONS[self.precision]):
+            yield
+
+    def _check_stamp(self, state: TrackerState, stamp: float) -> float:
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.floating,
+                                                             np.integer)):
+            raise ValueError(f"stamp must be a number of seconds, got {type(stamp).__name__}")
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            raise ValueError(f"stamp = {stamp}: must be finite")
+        if not isinstance(state, TrackerState):
+            raise ValueError(f"state must be a TrackerState, got {type(state).__name__}")
+        if state.query.shape != (self.cfg.tracker.max_tracks, self.cfg.segmenter.hidden_dim):
+            expected = (self.cfg.tracker.max_tracks, self.cfg.segmenter.hidden_dim)
+            raise ValueError(f"state.query has shape {tuple(state.query.shape)}, this model "
+                             f"expects {expected} (a state from another model?)")
+        if state.has_stamp() and stamp < float(state.last_stamp):
+            raise ValueError(f"stamp = {stamp} is earlier than the state's last stamp "
+                             f"{float(state.last_stamp)}: time went backwards; reset the state "
+                             "(model.init_state()) to start the stream again")
+        return stamp
+
+
+def build_model(config: ModelConfig | str, *, pretrained_backbone: bool | None = None) -> SPVIS:
+    """Build an SPVIS model from a ModelConfig, a preset name (tiny / lite0 / r50) or a YAML
+    config path."""
+    if isinstance(config, ModelConfig):
+        cfg = config
+    elif isinstance(config, str) and config.endswith((".yaml", ".yml")):
+        from spvis_model.config import load_config
+
+        cfg = load_config(config)
+    elif isinstance(config, str):
+        cfg = preset(config)
+    else:
+        raise ValueError(f"build_model: config must be a ModelConfig, a preset name or a YAML "
+                         f"path, got {type(config).__name__}")
+    return SPVIS(cfg, pretrained_backbone=pretrained_backbone)
+
+
+def _check_frame(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Validate an H×W×3 uint8 RGB frame; return it as a tensor (no copy when possible)."""
+    if isinstance(frame, np.ndarray):
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frame dtype {frame.dtype}: must be uint8 RGB")
+        t = torch.from_numpy(np.ascontiguousarray(frame))
+    elif isinstance(frame, torch.Tensor):
+        if frame.dtype != torch.uint8:
+            raise ValueError(f"frame dtype {frame.dtype}: must be torch.uint8 RGB")
+        t = frame
+    else:
+        raise ValueError(f"frame must be a numpy array or torch tensor, got "
+                         f"{type(frame).__name__}")
+    if t.dim() != 3 or t.shape[2] != 3:
+        raise ValueError(f"frame shape {tuple(t.shape)}: must be (H, W, 3) RGB")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"frame shape {tuple(t.shape)}: empty image")
+    if t.shape[0] * t.shape[1] > MAX_FRAME_PIXELS:
+        raise ValueError(f"frame shape {tuple(t.shape)}: larger than {MAX_FRAME_PIXELS} pixels")
+    return t

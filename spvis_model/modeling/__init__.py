@@ -1,0 +1,1 @@
+"""Model parts of the segmenter: backbones, pixel decoder, transformer decoder."""

@@ -1,0 +1,151 @@
+"""TrackerState: the explicit, bounded memory of one stream.
+
+Fixed-size tensors only: M track slots, K memory snapshots per track, a low-resolution mask per
+track. Nothing grows with stream length: memory is O(M·K·C + M·R²) however long the stream runs.
+`step` takes a state and returns a new one; the model keeps none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+FREE, TENTATIVE, ACTIVE, LOST = 0, 1, 2, 3
+STATUS_NAMES = {FREE: "free", TENTATIVE: "tentative", ACTIVE: "active", LOST: "lost"}
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass
+class TrackerState:
+    """Per-stream tracker memory (M slots, C channels, K snapshots, R×R masks, K1 = classes + 1).
+
+    Attributes:
+        query: (M, C) propagated track query (RCP output of the last frame it was updated).
+        ref: (M, C) unit-norm reference embedding used for association.
+        proto: (M, C) unit-norm memory prototype μ (similarity-weighted fusion of snapshots).
+        snapshots: (M, K, C) high-quality past queries, FIFO.
+        snap_time: (M, K) float64 stamps of the snapshots.
+        snap_valid: (M, K) bool.
+        snap_next: (M,) int64 FIFO write position.
+        box: (M, 4) last box (cx, cy, w, h), normalised to the frame.
+        mask: (M, R, R) float last mask (probabilities) on a frame-normalised R×R grid.
+        score: (M,) score EMA.
+        class_logits: (M, K1) running class logits.
+        visibility: (M,) last visibility.
+        status: (M,) int64 FREE / TENTATIVE / ACTIVE / LOST.
+        ids: (M,) int64 track ids, -1 for free slots.
+        first_seen: (M,) float64 stamp of the first frame of the track.
+        last_seen: (M,) float64 stamp of the last frame the track was matched.
+        next_id: () int64 next id to hand out (ids are never reused within the stream).
+        last_stamp: () float64 stamp of the last processed frame (NaN before the first).
+    """
+
+    query: torch.Tensor
+    ref: torch.Tensor
+    proto: torch.Tensor
+    snapshots: torch.Tensor
+    snap_time: torch.Tensor
+    snap_valid: torch.Tensor
+    snap_next: torch.Tensor
+    box: torch.Tensor
+    mask: torch.Tensor
+    score: torch.Tensor
+    class_logits: torch.Tensor
+    visibility: torch.Tensor
+    status: torch.Tensor
+    ids: torch.Tensor
+    first_seen: torch.Tensor
+    last_seen: torch.Tensor
+    next_id: torch.Tensor
+    last_stamp: torch.Tensor
+
+    @classmethod
+    def empty(cls, max_tracks: int, channels: int, memory_size: int, mask_res: int,
+              num_logits: int, device: torch.device | str = "cpu") -> TrackerState:
+        """A state with every slot free."""
+        m, c, k, r = max_tracks, channels, memory_size, mask_res
+        f32 = {"dtype": torch.float32, "device": device}
+        f64 = {"dtype": torch.float64, "device": device}
+        i64 = {"dtype": torch.int64, "device": device}
+        return cls(
+            query=torch.zeros(m, c, **f32), ref=torch.zeros(m, c, **f32),
+            proto=torch.zeros(m, c, **f32), snapshots=torch.zeros(m, k, c, **f32),
+            snap_time=torch.zeros(m, k, **f64),
+            snap_valid=torch.zeros(m, k, dtype=torch.bool, device=device),
+            snap_next=torch.zeros(m, **i64), box=torch.zeros(m, 4, **f32),
+            mask=torch.zeros(m, r, r, **f32), score=torch.zeros(m, **f32),
+            class_logits=torch.zeros(m, num_logits, **f32), visibility=torch.zeros(m, **f32),
+            status=torch.zeros(m, **i64), ids=torch.full((m,), -1, **i64),
+            first_seen=torch.zeros(m, **f64), last_seen=torch.zeros(m, **f64),
+            next_id=torch.zeros((), **i64), last_stamp=torch.full((), math.nan, **f64),
+        )
+
+    # --- views ----------------------------------------------------------------------------------
+    @property
+    def max_tracks(self) -> int:
+        return self.query.shape[0]
+
+    def live(self) -> torch.Tensor:
+        """(M,) bool: slots holding a track (tentative, active or lost)."""
+        return self.status != FREE
+
+    def num_live(self) -> int:
+        return int(self.live().sum())
+
+    def nbytes(self) -> int:
+        """Total bytes of all tensors (constant for a given configuration)."""
+        return sum(t.numel() * t.element_size() for t in self._tensors().values())
+
+    def has_stamp(self) -> bool:
+        return not math.isnan(float(self.last_stamp))
+
+    # --- copies, devices, serialisation --------------------------------------------------------
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def clone(self) -> TrackerState:
+        return TrackerState(**{k: v.clone() for k, v in self._tensors().items()})
+
+    def to(self, device: torch.device | str) -> TrackerState:
+        return TrackerState(**{k: v.to(device) for k, v in self._tensors().items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """CPU tensors plus a format version: safe to torch.save and load with weights_only."""
+        out: dict[str, Any] = {k: v.detach().cpu().clone() for k, v in self._tensors().items()}
+        out["format_version"] = STATE_FORMAT_VERSION
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], like: TrackerState | None = None,
+                  device: torch.device | str = "cpu") -> TrackerState:
+        """Rebuild a state saved by `to_dict`. With `like` (e.g. `model.init_state()`), every
+        tensor's shape and dtype must match it; a mismatch raises ValueError naming the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"tracker state must be a dict, got {type(data).__name__}")
+        version = data.get("format_version")
+        if version != STATE_FORMAT_VERSION:
+            raise ValueError(f"tracker state format_version = {version!r}, expected "
+                             f"{STATE_FORMAT_VERSION}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"tracker state is missing field(s) {missing}")
+        unknown = sorted(set(data) - set(names) - {"format_version"})
+        if unknown:
+            raise ValueError(f"tracker state has unknown field(s) {unknown}")
+        for name in names:
+            if not isinstance(data[name], torch.Tensor):
+                raise ValueError(f"tracker state field {name} must be a tensor, got "
+                                 f"{type(data[name]).__name__}")
+        if like is not None:
+            for name, ref in like._tensors().items():
+                got = data[name]
+                if got.shape != ref.shape or got.dtype != ref.dtype:
+                    raise ValueError(f"tracker state field {name}: shape {tuple(got.shape)} "
+                                     f"{got.dtype}, the model expects {tuple(ref.shape)} "
+                                     f"{ref.dtype}")
+        return cls(**{n: data[n].to(device) for n in names})

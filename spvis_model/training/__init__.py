@@ -1,0 +1,1 @@
+"""Training: Hungarian matching and the set-prediction losses of the segmenter."""

@@ -1,0 +1,123 @@
+"""Tracker life cycle on hand-made segmenter outputs: persistence, keep_seconds, id rules."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from tracker_scenes import StubHeads, region, scene
+
+from spvis_model.config import preset
+from spvis_model.tracker.state import ACTIVE, FREE, LOST, TENTATIVE, TrackerState
+from spvis_model.tracker.tracker import Tracker
+
+DIM = 64
+
+
+def make_tracker(**overrides) -> tuple[Tracker, StubHeads]:
+    cfg = dataclasses.replace(preset("tiny").tracker, **overrides)
+    torch.manual_seed(0)
+    return Tracker(cfg, DIM, DIM, 3, 2).eval(), StubHeads(DIM)
+
+
+def visible_ids(result) -> dict[int, int]:
+    """{detection index: track id} of the tracks matched this frame."""
+    return {int(d): int(i) for d, i, v in zip(result.det_index, result.ids, result.visible,
+                                             strict=True) if v}
+
+
+@torch.no_grad()
+def run(tracker, heads, frames, dt=0.5):
+    state = tracker.init_state()
+    out = []
+    for i, objects in enumerate(frames):
+        state, result = tracker.step(state, scene(objects), i * dt, heads)
+        out.append(visible_ids(result))
+    return state, out
+
+
+@pytest.mark.parametrize("gap_frames,same_id", [(6, True), (12, False)])
+def test_reappearing_track_keeps_id_within_keep_seconds(gap_frames, same_id):
+    # Frames 0.5 s apart; keep_seconds 5. Object 1 shows on frames 0-4 (last seen at 2.0 s),
+    # vanishes for gap_frames, and returns: after 3.5 s it keeps its id, after 6.5 s it is a
+    # new track. Object 2 stays in view throughout and keeps one id.
+    tracker, heads = make_tracker(keep_seconds=5.0)
+    a, b = region(2, 2), region(10, 10)
+    frames = [{1: a, 2: b}] * 5 + [{2: b}] * gap_frames + [{1: a, 2: b}] * 3
+    _, out = run(tracker, heads, frames)
+    ids_a = {o[0] for o in out if 0 in o}
+    ids_b = {o[1] for o in out}
+    assert len(ids_b) == 1
+    assert len(ids_a) == (1 if same_id else 2)
+    assert not ids_a & ids_b
+
+
+def test_track_moving_and_swapping_query_slots_keeps_id():
+    # The segmenter reports object 1 with query 0 and object 2 with query 1, but the objects'
+    # regions move step by step; ids follow the objects (embedding + mask IoU), not the slots.
+    tracker, heads = make_tracker()
+    frames = [{1: region(2, 2 + t), 2: region(10, 10 - t)} for t in range(6)]
+    _, out = run(tracker, heads, frames)
+    assert all(o == out[0] for o in out)
+    assert len(set(out[0].values())) == 2
+
+
+def test_ids_never_reused_and_state_bounded():
+    tracker, heads = make_tracker(keep_seconds=1.0, max_tracks=6)
+    gen = torch.Generator().manual_seed(1)
+    state = tracker.init_state()
+    nbytes = state.nbytes()
+    seen_dead: set[int] = set()
+    live_before: set[int] = set()
+    for i in range(150):
+        present = torch.rand(7, generator=gen) < 0.5
+        objects = {k + 1: region(2 * (k % 7), 2 * (k % 5)) for k in range(7) if present[k]}
+        with torch.no_grad():
+            state, _ = tracker.step(state, scene(objects, seed=i), i * 0.5, heads)
+        live = {int(x) for x in state.ids[state.status != FREE]}
+        assert len(live) == int((state.status != FREE).sum())  # unique among live slots
+        assert not live & seen_dead, "an id came back after its track died"
+        seen_dead |= live_before - live
+        live_before = live
+        assert state.nbytes() == nbytes
+        assert int(state.next_id) > max(live, default=-1)
+
+
+def test_tentative_track_not_confirmed_is_freed_and_lost_track_expires():
+    tracker, heads = make_tracker(keep_seconds=1.0)
+    state = tracker.init_state()
+    with torch.no_grad():
+        state, _ = tracker.step(state, scene({1: region(0, 0), 2: region(8, 8)}), 0.0, heads)
+        assert state.status[state.status != FREE].tolist() == [TENTATIVE, TENTATIVE]
+        state, _ = tracker.step(state, scene({1: region(0, 0), 2: region(8, 8)}), 0.5, heads)
+        assert sorted(state.status[state.status != FREE].tolist()) == [ACTIVE, ACTIVE]
+        state, _ = tracker.step(state, scene({1: region(0, 0)}), 1.0, heads)
+        assert sorted(state.status[state.status != FREE].tolist()) == [ACTIVE, LOST]
+        state, _ = tracker.step(state, scene({1: region(0, 0)}), 2.6, heads)  # 2.1 s unseen
+        assert state.status[state.status != FREE].tolist() == [ACTIVE]
+        # A brand-new track that is not seen again is dropped at once (no lost phase).
+        state, _ = tracker.step(state, scene({1: region(0, 0), 3: region(12, 0)}), 3.0, heads)
+        state, _ = tracker.step(state, scene({1: region(0, 0)}), 3.5, heads)
+        assert state.status[state.status != FREE].tolist() == [ACTIVE]
+
+
+def test_state_round_trip_and_validation(tmp_path):
+    tracker, heads = make_tracker()
+    state = tracker.init_state()
+    with torch.no_grad():
+        for i in range(3):
+            state, _ = tracker.step(state, scene({1: region(0, i), 2: region(8, 8)}), i, heads)
+    torch.save(state.to_dict(), tmp_path / "s.pt")
+    loaded = TrackerState.from_dict(torch.load(tmp_path / "s.pt", weights_only=True),
+                                    like=tracker.init_state())
+    for f in dataclasses.fields(TrackerState):
+        assert torch.equal(getattr(loaded, f.name), getattr(state, f.name)), f.name
+    bad = state.to_dict()
+    bad["query"] = bad["query"][:, :10]
+    with pytest.raises(ValueError, match=r"field query: shape \(16, 10\)"):
+        TrackerState.from_dict(bad, like=tracker.init_state())
+    bad = state.to_dict()
+    del bad["ids"]
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['ids'\]"):
+        TrackerState.from_dict(bad)
