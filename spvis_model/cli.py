@@ -10,6 +10,7 @@ import sys
 import torch
 
 from spvis_model import __version__
+from spvis_model.eval.cli import add_eval_parser, run_eval
 from spvis_model.ops import _ext
 
 
@@ -38,10 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, compiled kernels and devices")
     info.add_argument("--short", action="store_true", help="one line")
+    add_eval_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "info":
         print(_info(args.short))
         return 0 if _ext.is_built() else 1
+    if args.command == "eval":
+        return run_eval(args)
     return 2
 
 

@@ -1,0 +1,73 @@
+"""The model on CUDA: same results as on the CPU in float32; float16/bfloat16 run and agree.
+
+Skipped without a CUDA device (conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spvis_model.config import preset
+from spvis_model.model import SPVIS
+
+pytestmark = pytest.mark.cuda
+
+
+def clip(n: int = 4) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(n):
+        f = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+        f[30:70, 20 + 10 * t: 60 + 10 * t] = (220, 40, 40)
+        frames.append(f)
+    return frames
+
+
+def run(model: SPVIS, frames: list[np.ndarray]):
+    state = model.init_state()
+    out = []
+    for i, f in enumerate(frames):
+        state, inst = model.step(state, f, 0.5 * i)
+        out.append(inst)
+    return state, out
+
+
+def test_cuda_float32_matches_cpu(trained_tiny):
+    cpu_model = trained_tiny
+    gpu_model = SPVIS(cpu_model.cfg, pretrained_backbone=False)
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model = gpu_model.cuda().eval()
+    _, cpu_out = run(cpu_model, clip())
+    state, gpu_out = run(gpu_model, clip())
+    assert state.query.is_cuda
+    for a, b in zip(cpu_out, gpu_out, strict=True):
+        assert np.array_equal(a.ids, b.ids)
+        for ma, mb in zip(a.masks, b.masks, strict=True):
+            assert (ma ^ mb).sum() <= 0.01 * ma.size  # a few boundary pixels may flip
+        assert np.allclose(a.scores, b.scores, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_half_precision_runs_and_agrees(trained_tiny, precision):
+    model = SPVIS(trained_tiny.cfg, pretrained_backbone=False)
+    model.load_state_dict(trained_tiny.state_dict())
+    model = model.cuda().eval()
+    _, ref = run(model, clip())
+    model.set_precision(precision)
+    _, got = run(model, clip())
+    for a, b in zip(ref, got, strict=True):
+        assert len(a) == len(b)
+        for ma, mb in zip(a.masks, b.masks, strict=True):
+            inter, union = (ma & mb).sum(), (ma | mb).sum()
+            assert union == 0 or inter / union > 0.9
+
+
+def test_lite0_and_r50_step_on_cuda():
+    for name in ("lite0", "r50"):
+        cfg = preset(name)
+        model = SPVIS(cfg, pretrained_backbone=False).cuda().eval().set_precision("bfloat16")
+        state, out = run(model, clip(2))
+        assert out[-1].masks.shape[1:] == (120, 160)
+        assert state.nbytes() == model.init_state().nbytes()
+    torch.cuda.synchronize()
