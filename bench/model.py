@@ -116,8 +116,9 @@ def bench_preset(name: str, device: str, repeats: int, precision: str) -> dict:
             feats.spatial_shapes, feats.level_start_index))
         det_pos = tracker.box_pos(torch.rand(feats.query_embed.shape[0], 4, device=model.device))
         pos = tracker.box_pos(state.box[idx])
-        referring = time_it(lambda state=state, idx=idx, pos=pos: tracker.referring(
-            state.query[idx], state.query[idx], pos, feats.query_embed, det_pos))
+        referring = time_it(lambda state=state, idx=idx, pos=pos, det_pos=det_pos:
+                            tracker.referring(state.query[idx], state.query[idx], pos,
+                                              feats.query_embed, det_pos))
         enc = time_encoding(since, c)
         score = torch.full((live,), 0.8, device=model.device)
         rcp = time_it(lambda state=state, idx=idx, enc=enc, score=score: tracker.rcp(
@@ -167,7 +168,8 @@ def main() -> None:
         r = bench_preset(name, args.device, repeats, args.precision)
         results.append(r)
         ms = {k: v * 1e3 for k, v in r.items() if k.endswith("_s")}
-        print(f"\n[{name}] input {r['input'][1]}x{r['input'][0]}: backbone {ms['backbone_s']:.1f} ms, "
+        print(f"\n[{name}] input {r['input'][1]}x{r['input'][0]}: "
+              f"backbone {ms['backbone_s']:.1f} ms, "
               f"pixel decoder {ms['pixel_decoder_s']:.1f} ms, decoder {ms['decoder_s']:.1f} ms "
               f"-> segmenter {ms['segmenter_s']:.1f} ms (preprocess {ms['preprocess_s']:.1f} ms)")
         for live in (8, 64):
