@@ -70,6 +70,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spvis = spvis_model.cli:main",
+            "spvis_node = spvis_ros.node:main",
         ],
     },
 )

@@ -64,8 +64,8 @@ def planted_state(model: SPVIS, live: int, seed: int = 0) -> TrackerState:
         return torch.randn(*shape, generator=gen).to(dev)
 
     state.status[:live] = ACTIVE
-    state.ids[:live] = torch.arange(live, device=dev)
-    state.next_id.fill_(live)
+    state.ids[:live] = torch.arange(1, live + 1, device=dev)
+    state.next_id.fill_(live + 1)
     state.query[:live] = rnd(live, c)
     state.ref[:live] = torch.nn.functional.normalize(rnd(live, c), dim=-1)
     state.proto[:live] = torch.nn.functional.normalize(rnd(live, c), dim=-1)

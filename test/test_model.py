@@ -140,7 +140,7 @@ def test_minvis_baseline_runs_with_one_slot_per_query():
     for i, frame in enumerate(frames(3)):
         state, _ = model.step(state, frame, float(i))
     n = cfg.segmenter.num_queries
-    assert set(state.ids[:n].tolist()) == set(range(n))  # ids are per query slot, fixed
+    assert set(state.ids[:n].tolist()) == set(range(1, n + 1))  # one fixed id per query slot
 
 
 # --- checkpoints ---------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ class TrackerState:
         ids: (M,) int64 track ids, -1 for free slots.
         first_seen: (M,) float64 stamp of the first frame of the track.
         last_seen: (M,) float64 stamp of the last frame the track was matched.
-        next_id: () int64 next id to hand out (ids are never reused within the stream).
+        next_id: () int64 next id to hand out: ids start at 1 (0 means background in label
+            images) and are never reused within the stream.
         last_stamp: () float64 stamp of the last processed frame (NaN before the first).
     """
 
@@ -81,7 +82,7 @@ class TrackerState:
             class_logits=torch.zeros(m, num_logits, **f32), visibility=torch.zeros(m, **f32),
             status=torch.zeros(m, **i64), ids=torch.full((m,), -1, **i64),
             first_seen=torch.zeros(m, **f64), last_seen=torch.zeros(m, **f64),
-            next_id=torch.zeros((), **i64), last_stamp=torch.full((), math.nan, **f64),
+            next_id=torch.ones((), **i64), last_stamp=torch.full((), math.nan, **f64),
         )
 
     # --- views ----------------------------------------------------------------------------------
