@@ -58,6 +58,10 @@ class SpvisNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("spvis", **kwargs)
+        # Set first: rclpy may destroy a node whose construction failed half way.
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, spec.default,
                                    ParameterDescriptor(description=spec.doc))
@@ -69,8 +73,6 @@ class SpvisNode(Node):
         self.model = self._load_model()
         self.enabled = True
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self.streams = {name: Stream(name) for name in self.params.cameras}
         self._setup_io()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -206,17 +208,19 @@ class SpvisNode(Node):
         with self._lock:
             p = NodeParams(**vars(self.params))
         reason = stream.check_time(stamp, p.max_gap_s)
-        if reason is not None or stream.state is None:
-            if reason is not None:
-                log.info(f"camera {stream.name}: new tracker state ({reason})")
+        if stream.state is None:
             stream.state = self.model.init_state()
+        elif reason is not None:
+            log.info(f"camera {stream.name}: tracks reset ({reason}); ids continue from "
+                     f"{int(stream.state.next_id)}")
+            stream.state = stream.state.reset()
         try:
             stream.state, inst = self.model.step(stream.state, rgb, stamp)
         except (ValueError, RuntimeError) as exc:
             stream.stats.rejected += 1
-            stream.state = None
-            log.error(f"camera {stream.name}: frame at stamp {stamp:.3f} failed, tracker state "
-                      f"reset: {type(exc).__name__}: {exc}")
+            stream.state = stream.state.reset()
+            log.error(f"camera {stream.name}: frame at stamp {stamp:.3f} failed, tracks reset: "
+                      f"{type(exc).__name__}: {exc}")
             return
         stream.last_stamp = stamp
         index = messages.select(inst, p.score_threshold, p.max_instances, p.class_filter)
@@ -259,7 +263,8 @@ class SpvisNode(Node):
     def destroy_node(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._worker.join(timeout=5.0)
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
 

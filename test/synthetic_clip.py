@@ -73,7 +73,7 @@ def crossing_clip(frames: int = 20,
     rng = np.random.default_rng(seed)
     imgs, masks = [], []
     for t in range(frames):
-        a = t / (frames - 1)
+        a = t / max(frames - 1, 1)
         disk = (0, 12 + a * 72, 30 + 4 * np.sin(3 * a), 9.0, (200, 40, 40))
         square = (1, 84 - a * 72, 34, 8.0, (40, 60, 210))
         img, vis = scene([disk, square], rng)

@@ -113,6 +113,9 @@ def test_state_round_trip_and_validation(tmp_path):
                                     like=tracker.init_state())
     for f in dataclasses.fields(TrackerState):
         assert torch.equal(getattr(loaded, f.name), getattr(state, f.name)), f.name
+    fresh = state.reset()
+    assert fresh.num_live() == 0 and int(fresh.next_id) == int(state.next_id) > 1
+    assert fresh.nbytes() == state.nbytes()
     bad = state.to_dict()
     bad["query"] = bad["query"][:, :10]
     with pytest.raises(ValueError, match=r"field query: shape \(16, 10\)"):

@@ -51,11 +51,11 @@ def normalised_cxcywh(prob: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx, cy, (x2 - x1).clamp_min(0), (y2 - y1).clamp_min(0)], 1)
 
 
-def lowres(prob: torch.Tensor, res: int) -> torch.Tensor:
-    """Resize (N, H, W) probabilities over the frame to (N, res, res) (area average)."""
-    if prob.shape[0] == 0:
-        return prob.new_zeros((0, res, res))
-    return F.adaptive_avg_pool2d(prob[:, None].float(), (res, res))[:, 0]
+def lowres(maps: torch.Tensor, res: int) -> torch.Tensor:
+    """Area-average (N, H, W) maps over the frame down to (N, res, res)."""
+    if maps.shape[0] == 0:
+        return maps.new_zeros((0, res, res))
+    return F.adaptive_avg_pool2d(maps[:, None].float(), (res, res))[:, 0]
 
 
 def soft_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -104,6 +104,15 @@ class TrackerState:
     def has_stamp(self) -> bool:
         return not math.isnan(float(self.last_stamp))
 
+    def reset(self) -> TrackerState:
+        """An empty state of the same shapes and device that keeps counting ids from where this
+        one stopped: tracks are forgotten, ids are still never reused in the stream."""
+        k, r = self.snapshots.shape[1], self.mask.shape[1]
+        fresh = TrackerState.empty(self.max_tracks, self.query.shape[1], k, r,
+                                   self.class_logits.shape[1], self.query.device)
+        fresh.next_id = self.next_id.clone()
+        return fresh
+
     # --- copies, devices, serialisation --------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -149,9 +149,11 @@ class Tracker(nn.Module):
         det_embed = feats.query_embed
         det_unit = F.normalize(det_embed, dim=-1)
         det_score, _ = feats.pred_logits.softmax(-1)[:, :-1].max(-1)
-        det_prob = feats.pred_masks[:, :h, :w].sigmoid()
-        det_low = lowres(det_prob, cfg.mask_res)
-        det_box = normalised_cxcywh(det_prob)
+        # Association works on R×R masks over the frame: logits are average-pooled first
+        # (pooling is linear, so pooled mask features give the same pooled logits for tracks).
+        det_low = lowres(feats.pred_masks[:, :h, :w], cfg.mask_res).sigmoid()
+        det_box = normalised_cxcywh(det_low)
+        pooled_features = lowres(feats.mask_features[:, :h, :w], cfg.mask_res)
         cand = torch.nonzero(det_score >= cfg.detect_score).flatten()
 
         # SIM over the tracks alive before this frame's births.
@@ -207,9 +209,9 @@ class Tracker(nn.Module):
         old = ~born[live]
         usable = cand[~torch.isin(cand, match[born])]
         if old.any() and usable.numel():
-            mask_old = self._mask_logits(heads, refined[old], feats.mask_features)
-            cost = self._cost(F.normalize(refined[old], dim=-1), lowres(
-                mask_old[:, :h, :w].sigmoid(), cfg.mask_res), det_unit[usable], det_low[usable])
+            low_old = self._mask_logits(heads, refined[old], pooled_features).sigmoid()
+            cost = self._cost(F.normalize(refined[old], dim=-1), low_old, det_unit[usable],
+                              det_low[usable])
             rows, cols = gated_assignment(cost, cfg.active_gate)
             prev = match[live][old]
             prev_rows = torch.nonzero(prev >= 0).flatten()
@@ -237,8 +239,9 @@ class Tracker(nn.Module):
                             torch.full_like(score_m, math.log(0.05 / 0.95)))
         visibility = torch.sigmoid(prior + self.visibility_head(query)[:, 0])
 
+        low = self._mask_logits(heads, query, pooled_features).sigmoid().detach()
         new_state = self._update(state, stamp, live, matched, born, status, ids, next_id,
-                                 first_seen, query, class_logits, mask_logits, visibility, (h, w))
+                                 first_seen, query, class_logits, low, visibility)
         result = TrackStep(
             slots=live, ids=ids[live], visible=matched, det_index=torch.where(matched, safe, -1),
             class_logits=class_logits, running_logits=new_state.class_logits[live],
@@ -292,14 +295,12 @@ class Tracker(nn.Module):
     def _update(self, state: TrackerState, stamp: float, live: torch.Tensor,
                 matched: torch.Tensor, born: torch.Tensor, status: torch.Tensor,
                 ids: torch.Tensor, next_id: int, first_seen: torch.Tensor, query: torch.Tensor,
-                class_logits: torch.Tensor, mask_logits: torch.Tensor, visibility: torch.Tensor,
-                valid_hw: tuple[int, int]) -> TrackerState:
-        """Write this frame's results into a new state (life cycle, memory, running stats)."""
+                class_logits: torch.Tensor, low: torch.Tensor,
+                visibility: torch.Tensor) -> TrackerState:
+        """Write this frame's results into a new state (life cycle, memory, running stats).
+        `low` is the tracks' (V, R, R) mask probabilities over the frame."""
         cfg = self.cfg
-        h, w = valid_hw
-        prob = mask_logits[:, :h, :w].sigmoid()
-        low = lowres(prob, cfg.mask_res).detach()
-        box = normalised_cxcywh(prob.detach())
+        box = normalised_cxcywh(low)
         frame_score = class_logits.softmax(-1)[:, :-1].max(-1).values
         mom = cfg.score_momentum
         newborn = born[live]
