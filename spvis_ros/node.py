@@ -30,13 +30,6 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from spvis_msgs.msg import InstanceArray
-from spvis_ros.image_conversion import (
-    ImageConversionError,
-    compressed_to_rgb,
-    image_to_rgb,
-    labels_to_image,
-    rgb_to_image,
-)
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -45,6 +38,13 @@ from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
 from spvis_model.weights import default_checkpoint
 from spvis_ros import messages
+from spvis_ros.image_conversion import (
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+    labels_to_image,
+    rgb_to_image,
+)
 from spvis_ros.params import PARAMETERS, NodeParams, ParameterError, check_change
 from spvis_ros.streams import Stream
 
