@@ -63,7 +63,8 @@ fi
 # 4. the project, editable, with the compiled op
 TORCH_VER="$(torch_version)"
 EXT_KEY="$( { echo "$TORCH_VER ${SPVIS_WITH_CUDA:-auto} ${TORCH_CUDA_ARCH_LIST:-}";
-              find csrc -type f -print0 | LC_ALL=C sort -z | xargs -0 cat; cat setup.py pyproject.toml; } \
+              find csrc -type f -print0 | LC_ALL=C sort -z | xargs -0 cat; cat setup.py pyproject.toml
+              find spvis_model spvis_ros -name __init__.py | LC_ALL=C sort; } \
             | sha256sum | cut -d' ' -f1)"
 if stamp_ok "$STATE/ext.stamp" "$EXT_KEY" && compgen -G "spvis_model/_C*.so" >/dev/null; then
     log "4/5 build: spvis_model._C up to date"

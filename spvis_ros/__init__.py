@@ -1,0 +1,1 @@
+"""spvis ROS 2 side: the perception node, message conversion and bag tools."""
