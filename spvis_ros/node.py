@@ -185,6 +185,7 @@ class SpvisNode(Node):
         order = list(self.streams.values())
         turn = 0
         while not self._stop.is_set():
+            self._wake.clear()  # before looking: a frame offered after this sets it again
             for k in range(len(order)):
                 stream = order[(turn + k) % len(order)]
                 pending = stream.take()
@@ -193,8 +194,7 @@ class SpvisNode(Node):
                     self._process(stream, pending.msg, pending.received)
                     break
             else:
-                self._wake.wait(0.05)
-                self._wake.clear()
+                self._wake.wait(0.5)
 
     def _process(self, stream: Stream, msg: Image | CompressedImage, received: float) -> None:
         log = self.get_logger()
