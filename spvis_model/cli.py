@@ -1,4 +1,4 @@
-"""The `spvis` command line. Subcommands grow with the project (train / eval arrive with
+"""The `spvis` command line: `info`, `eval`, `generate` (train arrives with
 their issues); `info` reports what this installation runs on."""
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="versions, compiled kernels and devices")
     info.add_argument("--short", action="store_true", help="one line")
     add_eval_parser(sub)
+    gen = sub.add_parser("generate", help="write a synthetic YouTube-VIS dataset (videos + "
+                         "annotations with timestamps)")
+    from spvis_model.data import synthetic
+
+    synthetic.add_arguments(gen)
     args = parser.parse_args(argv)
     if args.command == "info":
         print(_info(args.short))
         return 0 if _ext.is_built() else 1
     if args.command == "eval":
         return run_eval(args)
+    if args.command == "generate":
+        return synthetic.run(args)
     return 2
 
 
