@@ -30,7 +30,6 @@ import torch
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
 from spvis_msgs.msg import InstanceArray
 
 from spvis_model.config import preset
@@ -41,7 +40,7 @@ from spvis_ros import messages
 from spvis_ros.image_conversion import compressed_to_rgb, image_to_rgb, rgb_to_compressed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "ros_helpers"))
-from node_harness import Driver, NodeProcess, rgb_image, unique_domain  # noqa: E402
+from node_harness import Driver, NodeProcess, rgb_image, unique_domain
 
 
 def median_ms(fn, repeats: int = 20) -> float:
@@ -163,7 +162,8 @@ def main() -> None:
                       f"{o['convert_rgb8_ms']:.2f}, bgr8 {o['convert_bgr8_ms']:.2f}, jpeg "
                       f"{o['convert_jpeg_ms']:.2f}; build {o['build_instances_ms']:.2f}, "
                       f"build+publish {o['publish_instances_ms']:.2f}) vs model step "
-                      f"{o['model_step_ms']:.1f} ms = {100 * o['overhead_ms'] / o['model_step_ms']:.1f}%"
+                      f"{o['model_step_ms']:.1f} ms = "
+                      f"{100 * o['overhead_ms'] / o['model_step_ms']:.1f}%"
                       f" | end to end: latency {e['latency_ms_median']:.1f} ms (p90 "
                       f"{e['latency_ms_p90']:.1f}), throughput {e['throughput_fps']:.1f} fps "
                       f"({e['answered']} of {e['published']} published frames answered)",

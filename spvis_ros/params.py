@@ -47,7 +47,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("max_instances", 50, True, "publish at most this many instances per frame"),
     Spec("keep_seconds", 5.0, True, "forget a track unseen this long (header-stamp time)"),
     Spec("max_gap_s", 5.0, True,
-         "a camera whose stamps jump forward more than this forgets its tracks (ids go on counting)"),
+         "a camera whose stamps jump forward more than this forgets its tracks "
+         "(ids go on counting)"),
     Spec("class_filter", [""], True, "class names to publish; [''] or [] = all"),
     Spec("publish_labels", True, True, "publish `c/labels` (track id per pixel)"),
     Spec("publish_overlay", True, True, "publish `c/overlay` (only computed when subscribed)"),
