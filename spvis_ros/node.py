@@ -38,6 +38,7 @@ from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
 from spvis_model.weights import default_checkpoint
 from spvis_ros import messages
+from spvis_ros.dds import use_default_profile
 from spvis_ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb,
@@ -270,6 +271,9 @@ class SpvisNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `spvis_node` (also `ros2 run spvis_ros spvis_node`)."""
+    # The shared-memory profile must be in place before DDS starts: the node publishes overlay
+    # and label images as large as its input (docs/ros.md). A user's own profile is kept.
+    use_default_profile()
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = SpvisNode()

@@ -72,6 +72,7 @@ def trained_tiny():
         out.total().backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+    opt.zero_grad(set_to_none=True)
     return model.eval()
 
 

@@ -189,8 +189,8 @@ def test_rosbags_cdr_matches_rclpy() -> None:
 def _ros_env() -> dict[str, str]:
     """Environment for helper processes: private domain, localhost-only discovery.
 
-    With ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` rmw_fastrtps chooses the transports itself
-    (FASTDDS_BUILTIN_TRANSPORTS and XML transport settings are overridden, measured here).
+    With ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` rmw_fastrtps adds its own default transports
+    after an XML profile's (FASTDDS_BUILTIN_TRANSPORTS is ignored); see docs/ros.md.
     """
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)

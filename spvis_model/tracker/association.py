@@ -35,5 +35,5 @@ def assignment_cost(cost: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                     unmatched_cost: float) -> float:
     """Total cost of an assignment under `cost` (M, N), charging `unmatched_cost` for each row
     left unmatched, so assignments with different numbers of pairs compare fairly."""
-    total = float(cost[rows, cols].sum()) if rows.numel() else 0.0
+    total = float(cost.detach()[rows, cols].sum()) if rows.numel() else 0.0
     return total + unmatched_cost * (cost.shape[0] - rows.numel())

@@ -1,0 +1,250 @@
+"""Stage 2: train SIM + PGT + RCP with the segmenter frozen.
+
+For each clip the frozen segmenter runs on every frame; the tracker then steps through the
+frames from a fresh `TrackerState`, with the state carried across frames exactly as at inference.
+
+Supervision (the design's stage-2 losses):
+- Consistent matcher: each frame's detections are matched to ground truth with the Hungarian
+  matcher; a track takes the GT identity of the detection it was born from and keeps it for
+  the whole clip (a GT id keeps its slot from first appearance). A track born on a detection
+  matched to nothing is a false track.
+- Per frame, per track: class CE (its GT class, or "no object" for a false track), mask
+  BCE + dice against its GT's visible mask when the GT is visible, and visibility BCE (1 when
+  its GT is visible, else 0).
+- Contrastive re-ID: the track's query must pick out its GT's detection among all of the
+  frame's query embeddings (InfoNCE over cosine similarities).
+- Feature preservation: 1 - cos(RCP output, the frozen segmenter query of the same GT) on
+  visible frames, so the propagated query stays a good segmenter query.
+
+Augmentation: random frame drops (larger Δt, keeping the first frame), simulated disappearance
+of one GT object for a few frames (its detection is removed from the segmenter output, and its
+GT counts as invisible there), and noisy matching (with probability `noisy_match_prob`, the
+references of two live tracks are swapped before a step, so the association errs and the
+referring decoder and error correction must recover the right objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spvis_model.model import FrameGeometry
+from spvis_model.training.matcher import HungarianMatcher
+
+if TYPE_CHECKING:
+    from spvis_model.model import SPVIS
+
+
+@dataclass
+class TrackerLossWeights:
+    cls: float = 2.0
+    mask: float = 5.0
+    dice: float = 5.0
+    visibility: float = 1.0
+    reid: float = 1.0
+    preserve: float = 1.0
+
+
+class TrackerTask:
+    """Stage-2 task (spvis_model.training.tasks.Task protocol)."""
+
+    name = "tracker"
+
+    def __init__(self, *, weights: TrackerLossWeights | None = None, drop_prob: float = 0.2,
+                 disappear_prob: float = 0.3, noisy_match_prob: float = 0.5,
+                 reid_temperature: float = 0.1, matcher_points: int = 2048) -> None:
+        for name, p in (("drop_prob", drop_prob), ("disappear_prob", disappear_prob),
+                        ("noisy_match_prob", noisy_match_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"TrackerTask: {name} = {p}: must be in [0, 1]")
+        self.weights = weights or TrackerLossWeights()
+        self.drop_prob = drop_prob
+        self.disappear_prob = disappear_prob
+        self.noisy_match_prob = noisy_match_prob
+        self.temperature = reid_temperature
+        self.matcher = HungarianMatcher(num_points=matcher_points)
+
+    def trainable_parameters(self, model: SPVIS) -> list[nn.Parameter]:
+        """The tracker's parameters. Freezes the segmenter (requires_grad off), including the
+        class and mask heads the tracker reuses: stage 2 must not move the segmenter."""
+        if model.cfg.tracker.association != "pgt":
+            raise ValueError("TrackerTask trains the PGT tracker; config tracker.association = "
+                             f"{model.cfg.tracker.association!r} has nothing to train")
+        model.segmenter.requires_grad_(False)
+        return [p for p in model.tracker.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------------------------------
+    def loss(self, model: SPVIS, clips: list[Any],
+             generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean stage-2 loss over the clips, and its terms for logging."""
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        for clip in clips:
+            terms, n = self._clip_loss(model, clip, generator)
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0) + v
+            count += n
+        count = max(count, 1)
+        w = dataclasses.asdict(self.weights)
+        total = sum(w[k] * v for k, v in totals.items()) / count
+        if not isinstance(total, torch.Tensor):  # nothing to supervise in these clips
+            total = sum(p.sum() * 0 for p in model.tracker.parameters())
+        logs = {f"loss_{k}": float(v.detach()) / count for k, v in totals.items()}
+        return total, logs
+
+    # ------------------------------------------------------------------------------------------
+    def _clip_loss(self, model: SPVIS, clip: Any,
+                   gen: torch.Generator) -> tuple[dict[str, torch.Tensor], int]:
+        dev = model.device
+        frames = clip.frames.to(dev)
+        t_len, _, h, w = frames.shape
+        images = (frames.float() - model.pixel_mean) / model.pixel_std
+        ph, pw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
+        images = F.pad(images, (0, pw - w, 0, ph - h))
+        geom = FrameGeometry((h, w), (h, w), (ph, pw))
+        with torch.no_grad():
+            seg = model.segment(images)
+
+        keep = [0] + [t for t in range(1, t_len)
+                      if float(torch.rand((), generator=gen)) >= self.drop_prob]
+        det2gt = [self._match(seg, t, clip) for t in range(t_len)]
+        hidden = self._disappearance(clip, keep, gen)
+
+        state = model.init_state()
+        track_gt: dict[int, int | None] = {}
+        terms: dict[str, torch.Tensor] = {}
+        steps = 0
+        for t in keep:
+            feats = model.frame_features(seg, t, geom)
+            gone = [j for j, g in det2gt[t].items() if (t, g) in hidden]
+            if gone:
+                feats = _remove_detections(feats, gone)
+            if steps > 0 and float(torch.rand((), generator=gen)) < self.noisy_match_prob:
+                state = _swap_two_refs(state, gen)
+            state, res = model.track(state, feats, float(clip.stamps[t]))
+            steps += 1
+            if res.slots.numel() == 0:
+                continue
+            for tid, det in zip(res.ids.tolist(), res.det_index.tolist(), strict=True):
+                if tid not in track_gt:  # born this frame: takes its detection's GT for good
+                    track_gt[tid] = det2gt[t].get(det) if det >= 0 else None
+            frame_terms = self._frame_terms(model, res, clip, t, feats, det2gt[t], track_gt,
+                                            hidden, geom)
+            for k, v in frame_terms.items():
+                terms[k] = terms.get(k, 0) + v
+        return terms, steps
+
+    def _match(self, seg: Any, t: int, clip: Any) -> dict[int, int]:
+        """{detection index: GT track id} for frame t (Hungarian on class + mask costs)."""
+        labels, masks, ids = clip.labels[t], clip.masks[t], clip.track_ids[t]
+        if labels.numel() == 0:
+            return {}
+        d = seg.decoder
+        target = [{"labels": labels.to(d.pred_logits.device),
+                   "masks": masks.to(d.pred_logits.device).float()}]
+        with torch.no_grad():
+            (pred_idx, tgt_idx), = self.matcher(d.pred_logits[t:t + 1].float(),
+                                                d.pred_masks[t:t + 1].float(), target)
+        return {int(p): int(ids[g]) for p, g in zip(pred_idx.tolist(), tgt_idx.tolist(),
+                                                    strict=True)}
+
+    def _disappearance(self, clip: Any, keep: list[int], gen: torch.Generator
+                       ) -> set[tuple[int, int]]:
+        """(frame, GT id) pairs whose object is removed from the segmenter output."""
+        if len(keep) < 4 or float(torch.rand((), generator=gen)) >= self.disappear_prob:
+            return set()
+        present = sorted({int(i) for t in keep for i in clip.track_ids[t].tolist()})
+        if not present:
+            return set()
+        gt = present[int(torch.randint(len(present), (), generator=gen))]
+        start = 1 + int(torch.randint(len(keep) - 2, (), generator=gen))
+        span = 1 + int(torch.randint(min(3, len(keep) - start - 1), (), generator=gen))
+        return {(keep[k], gt) for k in range(start, start + span)}
+
+    def _frame_terms(self, model: SPVIS, res: Any, clip: Any, t: int, feats: Any,
+                     det2gt: dict[int, int], track_gt: dict[int, int | None],
+                     hidden: set[tuple[int, int]], geom: FrameGeometry
+                     ) -> dict[str, torch.Tensor]:
+        dev = res.class_logits.device
+        num_classes = res.class_logits.shape[1] - 1
+        gt_ids = clip.track_ids[t].tolist()
+        gt_row = {g: k for k, g in enumerate(gt_ids) if (t, g) not in hidden}
+        gt_det = {g: j for j, g in det2gt.items() if (t, g) not in hidden}
+        targets_cls: list[int] = []
+        vis_target: list[float] = []
+        mask_rows: list[int] = []
+        mask_tracks: list[int] = []
+        reid_rows: list[int] = []
+        reid_dets: list[int] = []
+        for v, tid in enumerate(res.ids.tolist()):
+            g = track_gt.get(tid)
+            row = gt_row.get(g) if g is not None else None
+            if row is None:
+                targets_cls.append(num_classes if g is None else -100)  # lost GT: no class loss
+                vis_target.append(0.0)
+                continue
+            targets_cls.append(int(clip.labels[t][row]))
+            vis_target.append(1.0)
+            mask_rows.append(row)
+            mask_tracks.append(v)
+            if g in gt_det:
+                reid_rows.append(v)
+                reid_dets.append(gt_det[g])
+        out: dict[str, torch.Tensor] = {}
+        cls_t = torch.tensor(targets_cls, device=dev)
+        empty_weight = torch.ones(num_classes + 1, device=dev)
+        empty_weight[-1] = 0.1
+        out["cls"] = F.cross_entropy(res.class_logits, cls_t, weight=empty_weight,
+                                     ignore_index=-100) if (cls_t != -100).any() else \
+            res.class_logits.sum() * 0
+        out["visibility"] = F.binary_cross_entropy(
+            res.visibility.clamp(1e-6, 1 - 1e-6), torch.tensor(vis_target, device=dev))
+        if mask_tracks:
+            gt = clip.masks[t][mask_rows].to(dev).float()
+            gt = F.pad(gt, (0, geom.padded[1] - gt.shape[-1], 0, geom.padded[0] - gt.shape[-2]))
+            gt = F.interpolate(gt[None], res.mask_logits.shape[-2:], mode="area")[0]
+            logits = res.mask_logits[mask_tracks]
+            out["mask"] = F.binary_cross_entropy_with_logits(logits, gt)
+            prob = logits.sigmoid().flatten(1)
+            gt_flat = gt.flatten(1)
+            out["dice"] = (1 - (2 * (prob * gt_flat).sum(1) + 1)
+                           / (prob.sum(1) + gt_flat.sum(1) + 1)).mean()
+        if reid_rows:
+            q = F.normalize(res.query[reid_rows], dim=-1)
+            e = F.normalize(feats.query_embed, dim=-1)
+            logits = q @ e.T / self.temperature
+            target = torch.tensor(reid_dets, device=dev)
+            out["reid"] = F.cross_entropy(logits, target)
+            out["preserve"] = (1 - (q * e[target].detach()).sum(-1)).mean()
+        return out
+
+
+def _remove_detections(feats: Any, dets: list[int]) -> Any:
+    """The frame's features with detections `dets` taken out: no-object logits, empty masks,
+    and an uninformative (mean) embedding."""
+    idx = torch.tensor(dets, device=feats.query_embed.device)
+    logits = feats.pred_logits.clone()
+    logits[idx] = torch.full_like(logits[idx], -10.0)
+    logits[idx, -1] = 10.0
+    masks = feats.pred_masks.clone()
+    masks[idx] = -10.0
+    embed = feats.query_embed.clone()
+    embed[idx] = feats.query_embed.mean(0, keepdim=True).detach()
+    return dataclasses.replace(feats, pred_logits=logits, pred_masks=masks, query_embed=embed)
+
+
+def _swap_two_refs(state: Any, gen: torch.Generator) -> Any:
+    """Swap the association references of two random live tracks (noisy matching)."""
+    live = torch.nonzero(state.status != 0).flatten()
+    if live.numel() < 2:
+        return state
+    pick = live[torch.randperm(live.numel(), generator=gen)[:2].to(live.device)]
+    ref = state.ref.clone()
+    ref[pick] = ref[pick.flip(0)]
+    return dataclasses.replace(state, ref=ref)
