@@ -105,9 +105,14 @@ class TrackerTask:
         frames = clip.frames.to(dev)
         t_len, _, h, w = frames.shape
         images = (frames.float() - model.pixel_mean) / model.pixel_std
+        # As at inference: padding is zero *after* normalisation. A clip may arrive padded
+        # (uint8 zeros) by the augmenter; its real content size is clip.image_size.
+        ch, cw = getattr(clip, "image_size", None) or (h, w)
+        images[:, :, ch:, :] = 0
+        images[:, :, :, cw:] = 0
         ph, pw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
         images = F.pad(images, (0, pw - w, 0, ph - h))
-        geom = FrameGeometry((h, w), (h, w), (ph, pw))
+        geom = FrameGeometry((ch, cw), (ch, cw), (ph, pw))
         with torch.no_grad():
             seg = model.segment(images)
 
