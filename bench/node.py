@@ -37,6 +37,7 @@ from spvis_model.instances import Instances
 from spvis_model.model import SPVIS
 from spvis_model.tracker.geometry import masks_to_boxes
 from spvis_ros import messages
+from spvis_ros.dds import use_default_profile
 from spvis_ros.image_conversion import compressed_to_rgb, image_to_rgb, rgb_to_compressed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test" / "ros_helpers"))
@@ -138,6 +139,7 @@ def end_to_end(checkpoint: Path, size: tuple[int, int], device: str, frames: int
 
 
 def main() -> None:
+    use_default_profile()  # this process plays the camera: large images need the SHM profile
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "lite0"])
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"])
