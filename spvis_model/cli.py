@@ -1,5 +1,5 @@
-"""The `spvis` command line: `info`, `eval`, `generate` (train arrives with
-their issues); `info` reports what this installation runs on."""
+"""The `spvis` command line: `info`, `eval`, `generate`, `train`; `info` reports what this
+installation runs on."""
 
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     from spvis_model.data import synthetic
 
     synthetic.add_arguments(gen)
+    from spvis_model.training import cli as train_cli
+
+    train_cli.add_arguments(sub.add_parser(
+        "train", help="train a model (stage 1 segmenter, stage 2 tracker); torchrun for "
+                      "several processes"))
     args = parser.parse_args(argv)
     if args.command == "info":
         print(_info(args.short))
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_eval(args)
     if args.command == "generate":
         return synthetic.run(args)
+    if args.command == "train":
+        return train_cli.run(args)
     return 2
 
 

@@ -151,6 +151,13 @@ def test_cli_checkpoint_mode_runs_the_model(tmp_path, capsys, trained_tiny):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["ytvis"]["AP50"] > 0.9 and metrics["ytvis"]["AP"] > 0.5, metrics["ytvis"]
     assert metrics["tracking"]["IDSW"] == 0
+    # The MinVIS baseline on the same checkpoint: runs, and segments as well (same segmenter).
+    base = [*argv[:-3], "--out", str(tmp_path / "minvis"), "--no-progress",
+            "--association", "minvis"]
+    assert main(base) == 0, capsys.readouterr().err
+    minvis = json.loads((tmp_path / "minvis" / "metrics.json").read_text())
+    assert "checkpoint" in minvis["inputs"]["predictions_source"]
+    assert minvis["ytvis"]["AP50"] > 0.9
     # A missing frame is named.
     (tmp_path / "JPEGImages" / names[3]).unlink()
     assert main(argv) == 1

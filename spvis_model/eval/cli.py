@@ -28,6 +28,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                                              "segmentations}]")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (runs the model)")
     p.add_argument("--data", type=Path, help="dataset JSON to run the checkpoint on")
+    p.add_argument("--association", choices=("pgt", "minvis"), default=None,
+                   help="with --checkpoint: override the tracker (minvis = the frame-to-frame "
+                        "baseline on the same segmenter)")
     p.add_argument("--device", default="cpu",
                    help="with --checkpoint: torch device to run the model on (cpu, cuda, cuda:1)")
     p.add_argument("--mode", choices=MODES, default="online",
@@ -79,7 +82,8 @@ def run_eval(args: argparse.Namespace) -> int:
         if by_model:
             predictions = runner.run_model_on_dataset(args.checkpoint, args.data, args.mode,
                                                       args.images, device=args.device,
-                                                      progress=progress)
+                                                      progress=progress,
+                                                      association=args.association)
         else:
             predictions = args.pred
         gt = load_ground_truth(args.data if by_model else args.gt)

@@ -50,7 +50,8 @@ def read_frame(images: Path, video_id: int, index: int, name: str) -> np.ndarray
 
 def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
                          images: Path | None = None, device: str = "cpu",
-                         progress: bool = True) -> list[dict[str, Any]]:
+                         progress: bool = True,
+                         association: str | None = None) -> list[dict[str, Any]]:
     """Run the checkpoint over every video of the dataset JSON; return the results list.
 
     Model labels map to dataset categories by name; instances of classes the dataset does not
@@ -72,6 +73,8 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
         raise ValueError(f"image directory {images} does not exist (give --images DIR: the "
                          "folder the dataset's file_names are relative to)")
     model = SPVIS.from_checkpoint(checkpoint, device=device)
+    if association is not None:
+        set_association(model, association)
     by_name = {name: cid for cid, name in gt.categories.items()}
     mapping = {i: by_name[n] for i, n in enumerate(model.class_names) if n in by_name}
     if not mapping:
@@ -101,6 +104,18 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
     if dropped:
         print(f"spvis eval: left out {dropped} instance-frames of classes the dataset lacks")
     return results
+
+
+def set_association(model: Any, association: str) -> None:
+    """Switch a loaded model between the PGT tracker and the MinVIS baseline (same segmenter).
+    MinVIS needs one state slot per segmenter query."""
+    cfg = model.cfg
+    if association not in ("pgt", "minvis"):
+        raise ValueError(f"association = {association!r}: must be 'pgt' or 'minvis'")
+    cfg.tracker.association = association
+    if association == "minvis":
+        cfg.tracker.max_tracks = max(cfg.tracker.max_tracks, cfg.segmenter.num_queries)
+    cfg.validate()
 
 
 def _select(inst: Any, keep: np.ndarray) -> Any:

@@ -1,0 +1,164 @@
+"""`spvis train`: train stage 1 (segmenter) or stage 2 (tracker) on a YouTube-VIS dataset.
+
+    spvis train --config train.yaml --data train/annotations.json [--images DIR]
+                [--model-config lite0|tiny|r50|model.yaml] --out DIR [--resume]
+                [--stage 1|2] [--init CKPT] [--no-progress]
+
+    torchrun --standalone --nproc_per_node 8 -m spvis_model.cli train ...   # one node, 8 GPUs
+
+The data set is `spvis_model.data.sampler.ClipDataset` over a `YTVISDataset`: clips of
+`clip_len` frames at a random stride (`data.stride_min`..`data.stride_max`), augmented by
+`ClipAugment` (`data.augment`; by default resized so the longer side is at most the model's
+input.max_size). See docs/training.md.
+
+The model's class names come from the data set: a preset (whose class_names is the placeholder
+["object"]) takes the data set's categories; a config or checkpoint that names its classes must
+list exactly the data set's, in category-id order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from spvis_model.config import ConfigError, ModelConfig
+
+DATA_MODULES = ("spvis_model.data.ytvis", "spvis_model.data.sampler",
+                "spvis_model.data.transforms")
+PLACEHOLDER_CLASSES = ["object"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `spvis train`'s arguments to `parser` (the `train` subparser)."""
+    parser.description = ("Train an SPVIS model (stage 1: segmenter, stage 2: tracker) on a "
+                          "YouTube-VIS format dataset; see docs/training.md. Multi-process: run "
+                          "it under torchrun.")
+    parser.add_argument("--config", type=Path, required=True,
+                        help="train config YAML (TrainConfig fields)")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="dataset JSON in YouTube-VIS format")
+    parser.add_argument("--images", type=Path,
+                        help="folder the JSON's file_names are relative to (default: "
+                             "JPEGImages/ beside the JSON)")
+    parser.add_argument("--model-config",
+                        help="model preset (tiny, lite0, r50) or YAML (default: the --init "
+                             "checkpoint's config, on --resume the run's, else lite0)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: ckpt/, log.csv, loss.png, model.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from ckpt/last.pt")
+    parser.add_argument("--stage", type=int, choices=(1, 2),
+                        help="override the config's stage")
+    parser.add_argument("--init", help="override the config's init checkpoint (e.g. the "
+                                       "stage-1 model.pt for stage 2)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (print one line per log row instead)")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"spvis train: error: {message}", file=sys.stderr)
+    return code
+
+
+def _import_data() -> tuple[Any, Any, Any, Any]:
+    """(YTVISDataset, ClipSampler, ClipDataset, ClipAugment); ImportError naming the module."""
+    try:
+        from spvis_model.data.sampler import ClipDataset, ClipSampler
+        from spvis_model.data.transforms import ClipAugment
+        from spvis_model.data.ytvis import YTVISDataset
+    except ImportError as exc:
+        raise ImportError(f"spvis train needs the data modules {', '.join(DATA_MODULES)}, and "
+                          f"one cannot be imported ({exc}); this installation has no "
+                          "YouTube-VIS data loading yet") from exc
+    return YTVISDataset, ClipSampler, ClipDataset, ClipAugment
+
+
+def _model_config(args: argparse.Namespace, init: str | None) -> ModelConfig:
+    from spvis_model.checkpoint import read_checkpoint
+    from spvis_model.training.trainer import (
+        checkpoint_dir,
+        load_training_checkpoint,
+        resolve_model_config,
+    )
+
+    if args.model_config:
+        return resolve_model_config(args.model_config)
+    source = None
+    if args.resume:
+        source = checkpoint_dir(args.out) / "last.pt"
+    elif init is not None:
+        source = Path(init)
+    if source is None:
+        return resolve_model_config("lite0")
+    try:
+        data = load_training_checkpoint(source)["model_config"]
+    except ValueError:
+        data = read_checkpoint(source)["config"]
+    return ModelConfig.from_dict(data)
+
+
+def _class_names(model_cfg: ModelConfig, names: list[str], data: Path) -> ModelConfig:
+    if model_cfg.class_names == PLACEHOLDER_CLASSES and names != PLACEHOLDER_CLASSES:
+        model_cfg.class_names = list(names)
+        return model_cfg.validate()
+    if model_cfg.class_names != names:
+        raise ConfigError(f"class_names = {model_cfg.class_names}: the model's classes must be "
+                          f"the data set's ({data}: {names}, in category-id order)")
+    return model_cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `spvis train` with parsed arguments; 0 on success, 1 on bad data, 2 on bad usage,
+    config or checkpoint."""
+    from spvis_model.checkpoint import CheckpointError
+    from spvis_model.training.config import load_train_config
+    from spvis_model.training.tasks import TaskUnavailableError
+    from spvis_model.training.trainer import train
+
+    try:
+        cfg = load_train_config(args.config)
+        if args.stage is not None:
+            cfg.stage = args.stage
+        if args.init is not None:
+            cfg.init = args.init
+        cfg.validate()
+        YTVISDataset, ClipSampler, ClipDataset, ClipAugment = _import_data()  # noqa: N806
+        model_cfg = _model_config(args, cfg.init)
+    except ImportError as exc:
+        return _fail(str(exc))
+    except (ConfigError, CheckpointError, OSError) as exc:
+        return _fail(str(exc))
+
+    try:
+        videos = YTVISDataset(args.data, args.images)
+    except (ValueError, OSError) as exc:
+        return _fail(f"--data {args.data}: {exc}", code=1)
+    try:
+        model_cfg = _class_names(model_cfg, list(videos.class_names), args.data)
+        data = cfg.data
+        sampler = ClipSampler(videos, cfg.clip_len, stride_min=data.get("stride_min", 1),
+                              stride_max=data.get("stride_max", 10), seed=cfg.seed)
+        m = model_cfg.input.max_size
+        augment_args = {"max_size": m, "min_size": (round(0.45 * m), round(0.8 * m)),
+                        **dict(data.get("augment") or {})}
+        try:
+            augment = ClipAugment(**augment_args)
+        except TypeError as exc:
+            raise ConfigError(f"data.augment = {data.get('augment')!r}: {exc}") from exc
+        length = data.get("epoch_length") or len(sampler)
+        dataset = ClipDataset(videos, sampler, augment, length=length)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:  # the sampler found nothing to sample, ...
+        return _fail(f"--data {args.data}: {exc}", code=1)
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        train(model_cfg, cfg, dataset, args.out, resume=args.resume, progress=progress)
+    except (ConfigError, CheckpointError, TaskUnavailableError, FileExistsError,
+            FileNotFoundError) as exc:
+        return _fail(str(exc))
+    return 0
