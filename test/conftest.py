@@ -15,6 +15,13 @@ import os
 import pytest
 import torch
 
+# One thread per process. On a small shared machine (CI: 2 cores) two OpenMP threads in each of
+# several busy processes (pytest, a node process, a recorder) stall each other: measured 10-120x
+# slower. Node processes started by tests inherit the variable. Tests that need several threads
+# to reach a code path set them explicitly.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
+
 
 def _cuda_reason() -> str | None:
     if not torch.cuda.is_available():

@@ -78,10 +78,15 @@ def test_non_contiguous_inputs():
 
 
 def test_large_query_count_and_batch_one_head_one():
-    # B*H = 1 makes the CPU backward split queries over threads with private buffers.
+    # B*H = 1 < threads makes the CPU backward split queries over threads with private buffers.
     inputs = make_case(((9, 11), (5, 6)), 1, 4, 2000, 2, batch=1)
     grad_out = torch.randn(1, 2000, 4, dtype=torch.float64)
-    ours = _grads(ms_deform_attn, inputs, grad_out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = _grads(ms_deform_attn, inputs, grad_out)
+    finally:
+        torch.set_num_threads(threads)
     ref = _grads(ms_deform_attn_reference, inputs, grad_out)
     for a, b in zip(ours, ref, strict=True):
         assert torch.allclose(a, b, atol=1e-9)

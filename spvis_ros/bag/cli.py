@@ -1,0 +1,238 @@
+"""`spvis-bag`: make, play, record, evaluate and inspect rosbag2 bags (docs/bags.md).
+
+    spvis-bag make --out BAG [--storage mcap|sqlite3] [--compressed] [--topic T]
+                   (--video FILE | --images DIR | --synthetic PRESET [--seed S] [--videos N])
+    spvis-bag play BAG [--rate R | --fast] [--topic-remap OLD:NEW] [--loop [N]] [--wait-for T]
+    spvis-bag record --out BAG --topics T [T ...] [--duration S] [--count N]
+    spvis-bag eval --bag RECORDED --gt BAG.gt.json [--images-bag BAG] --out DIR
+    spvis-bag info BAG
+
+Exit status: 0 done, 1 the work failed (the message names the file or topic), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PROG = "spvis-bag"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _classes(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="rosbag2 tools for spvis: make image "
+                                     "bags, play them to the node, record its outputs, score "
+                                     "them (docs/bags.md)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mk = sub.add_parser("make", help="write an image bag (and a GT sidecar for synthetic data)")
+    mk.add_argument("--out", type=Path, required=True, help="bag to write (a rosbag2 directory)")
+    mk.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                    help="storage plugin (default mcap)")
+    mk.add_argument("--compressed", action="store_true",
+                    help="sensor_msgs/CompressedImage (JPEG) instead of Image (rgb8)")
+    mk.add_argument("--topic", help="image topic (default /cam0/image, or "
+                    "/cam0/image/compressed with --compressed)")
+    mk.add_argument("--frame-id", default="cam0_optical", help="header frame_id")
+    mk.add_argument("--start", type=float, default=1_700_000_000.0,
+                    help="stamp of the first frame, seconds since the epoch (default 1.7e9)")
+    mk.add_argument("--video-gap", type=_positive_float, default=60.0,
+                    help="seconds between the last frame of a video and the first of the next "
+                    "(default 60; keep it > the node's max_gap_s so it resets between videos)")
+    mk.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (1-100)")
+    mk.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+    src = mk.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", type=Path, help="a video file (OpenCV)")
+    src.add_argument("--images", type=Path, help="a folder of images, in name order")
+    src.add_argument("--synthetic", metavar="PRESET",
+                     help="synthetic videos: easy, medium, hard or heldout (writes BAG.gt.json)")
+    mk.add_argument("--fps", type=_positive_float,
+                    help="frame rate for --images (default 10) or to override a video's")
+    mk.add_argument("--seed", type=int, help="synthetic: base seed")
+    mk.add_argument("--videos", type=int, help="synthetic: number of videos")
+    mk.add_argument("--frames", type=int, help="synthetic: frames per video")
+    mk.add_argument("--classes", type=_classes,
+                    help="synthetic: comma-separated class names to draw (e.g. disk,square)")
+    mk.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pl = sub.add_parser("play", help="publish a bag's messages on live topics")
+    pl.add_argument("bag", type=Path)
+    speed = pl.add_mutually_exclusive_group()
+    speed.add_argument("--rate", type=_positive_float, default=1.0,
+                       help="multiple of the recorded rate (default 1)")
+    speed.add_argument("--fast", action="store_true", help="as fast as possible (lock-step "
+                       "with --wait-for)")
+    pl.add_argument("--topic-remap", action="append", metavar="OLD:NEW",
+                    help="publish the bag's topic OLD on NEW (repeatable)")
+    pl.add_argument("--topics", nargs="+", help="play only these topics of the bag")
+    pl.add_argument("--loop", nargs="?", type=int, const=0, default=1, metavar="N",
+                    help="play N times (no N: until Ctrl-C)")
+    pl.add_argument("--wait-for", metavar="TOPIC",
+                    help="lock-step: after each image, wait for the message with its header "
+                    "stamp on TOPIC (e.g. /cam0/instances)")
+    pl.add_argument("--answer-timeout", type=_positive_float, default=10.0,
+                    help="lock-step: seconds to wait for one answer (default 10)")
+    pl.add_argument("--wait-subscribers", type=float,
+                    help="seconds to wait for subscribers first (default 30 lock-step, else 2)")
+    pl.add_argument("--qos", choices=("reliable", "best_effort"),
+                    help="publisher reliability (default: reliable in lock-step, else "
+                    "best_effort sensor-data QoS)")
+    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rc = sub.add_parser("record", help="record live topics into a bag")
+    rc.add_argument("--out", type=Path, required=True, help="bag to write")
+    rc.add_argument("--topics", nargs="+", required=True, help="topics to record")
+    rc.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    rc.add_argument("--count", type=int, help="stop after this many messages (all topics)")
+    rc.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    rc.add_argument("--wait-topics", type=float, default=10.0,
+                    help="seconds to wait for the topics' publishers (default 10)")
+    rc.add_argument("--qos", choices=("reliable", "best_effort"),
+                    help="subscription reliability (default: what the publishers offer)")
+    rc.add_argument("--overwrite", action="store_true", help="replace an existing bag")
+
+    ev = sub.add_parser("eval", help="score recorded InstanceArrays against a GT sidecar")
+    ev.add_argument("--bag", type=Path, required=True, help="the recording")
+    ev.add_argument("--gt", type=Path, required=True, help="the input bag's BAG.gt.json")
+    ev.add_argument("--out", type=Path, required=True, help="output folder")
+    imgs = ev.add_mutually_exclusive_group()
+    imgs.add_argument("--images-bag", type=Path,
+                      help="input bag for the overlay videos (default: the bag beside --gt)")
+    imgs.add_argument("--no-video", action="store_true", help="no overlay videos")
+    ev.add_argument("--topic", help="InstanceArray topic (default: the recording's only one)")
+    ev.add_argument("--image-topic", help="image topic of the input bag (default: the GT's)")
+    ev.add_argument("--score-threshold", type=float, default=0.5,
+                    help="tracker output threshold for the tracking metrics (default 0.5)")
+    ev.add_argument("--allow-partial", action="store_true",
+                    help="score what could be read of a truncated/corrupt recording")
+    ev.add_argument("--progress", action="store_true", help="progress bars")
+
+    info = sub.add_parser("info", help="topics, types and message counts of a bag")
+    info.add_argument("bag", type=Path)
+    return parser
+
+
+def _make(args: argparse.Namespace) -> int:
+    from spvis_ros.bag import make
+
+    common = {"storage": args.storage, "compressed": args.compressed, "topic": args.topic,
+              "frame_id": args.frame_id, "start_ns": round(args.start * 1e9),
+              "video_gap_s": args.video_gap, "jpeg_quality": args.jpeg_quality,
+              "overwrite": args.overwrite, "progress": not args.no_progress}
+    if not 1 <= args.jpeg_quality <= 100:
+        return _usage(f"--jpeg-quality = {args.jpeg_quality}: must be in 1..100")
+    if args.synthetic is not None:
+        categories, videos, config = make.synthetic_source(
+            args.synthetic, args.seed, args.videos, args.frames, args.classes)
+        info = {"synthetic": {"preset": args.synthetic, "seed": config.seed,
+                              "videos": config.videos, "frames": config.frames,
+                              "classes": list(config.classes)}}
+        summary = make.write_image_bag(args.out, videos, categories=categories, info=info,
+                                       **common)
+    else:
+        for name in ("seed", "videos", "frames", "classes"):
+            if getattr(args, name) is not None:
+                return _usage(f"--{name} is for --synthetic only")
+        if args.video is not None:
+            source = make.video_source(args.video, args.fps)
+        else:
+            source = make.images_source(args.images, args.fps or 10.0)
+        summary = make.write_image_bag(args.out, [source], **common)
+    print(summary.text())
+    return 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    from spvis_ros.bag.play import PlayOptions, parse_remap, play
+
+    options = PlayOptions(rate=args.rate, fast=args.fast, remap=parse_remap(args.topic_remap),
+                          loops=args.loop, wait_for=args.wait_for,
+                          answer_timeout=args.answer_timeout,
+                          wait_subscribers=args.wait_subscribers, qos=args.qos,
+                          topics=args.topics, progress=not args.no_progress)
+    report = play(args.bag, options)
+    print(report.text(), flush=True)
+    return 130 if report.interrupted else 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from spvis_ros.bag.record import RecordOptions, print_ready, record
+
+    options = RecordOptions(topics=args.topics, duration=args.duration, count=args.count,
+                            storage=args.storage, wait_topics=args.wait_topics, qos=args.qos,
+                            overwrite=args.overwrite)
+    report = record(args.out, options, ready=print_ready)
+    print(report.text(), flush=True)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from spvis_ros.bag.evaluate import EvalOptions, evaluate_bag
+
+    options = EvalOptions(topic=args.topic,
+                          images_bag=False if args.no_video else args.images_bag,
+                          image_topic=args.image_topic, score_threshold=args.score_threshold,
+                          allow_partial=args.allow_partial, progress=args.progress)
+    result = evaluate_bag(args.bag, args.gt, args.out, options)
+    m = result.metrics
+    print(f"AP {m['ytvis']['AP']:.3f}  AP50 {m['ytvis']['AP50']:.3f}  "
+          f"HOTA {m['tracking']['HOTA']:.3f}  MOTSA {m['tracking']['MOTSA']:.3f}  "
+          f"IDF1 {m['tracking']['IDF1']:.3f}  IDSW {m['tracking']['IDSW']}")
+    print(result.accounting.text())
+    print(f"wrote {args.out}: " + ", ".join(sorted(p.name for p in result.written.values())))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from spvis_ros.bag.io import bag_topics, topic_counts
+
+    topics = bag_topics(args.bag)
+    counts = topic_counts(args.bag) or {}
+    for topic, msgtype in sorted(topics.items()):
+        print(f"{topic}  {msgtype}  {counts.get(topic, '?')} messages")
+    return 0
+
+
+def _usage(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `spvis-bag` console script."""
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    from spvis_ros.bag.io import BagError
+    from spvis_ros.bag.play import PlayError
+    from spvis_ros.bag.record import RecordError
+
+    commands = {"make": _make, "play": _play, "record": _record, "eval": _eval, "info": _info}
+    try:
+        return commands[args.command](args)
+    except (PlayError, RecordError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BagError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
