@@ -7,12 +7,13 @@ PY := $(VENV)/bin/python
 setup:  ## create .venv, install torch, ROS 2 wheels, spvis_msgs and the project (idempotent)
 	@bash scripts/setup.sh
 
-demo: setup  ## the main job on an embedded default (see README: what exists so far)
-	@echo "[demo] The node + rosbag demo arrives with the node and bag-replay work (issues 6, 7)."
-	@echo "[demo] Until then this shows the foundation working: the build, and the compiled"
-	@echo "[demo] MSDeformAttn op against the PyTorch reference at Mask2Former pixel-decoder shapes."
-	@$(VENV)/bin/spvis info
-	@$(PY) bench/msda.py --device cpu --batch 1 --repeats 3
+demo: setup  ## the main job on an embedded default: bags -> real node -> record -> score (README)
+	@test -f /usr/share/doc/opencv-doc/examples/data/vtest.avi || { \
+	  echo "[demo] installing Debian's opencv-doc for the street video vtest.avi"; \
+	  { apt-get install -y -q opencv-doc >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1; }; } || \
+	  echo "[demo] could not install opencv-doc: the real-video part will be skipped"; }
+	@$(PY) scripts/demo.py
 
 test: setup  ## lint + the whole test suite (CUDA tests skip without a GPU)
 	@$(VENV)/bin/ruff check .
