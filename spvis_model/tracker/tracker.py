@@ -148,10 +148,15 @@ class Tracker(nn.Module):
         # This frame's detections.
         det_embed = feats.query_embed
         det_unit = F.normalize(det_embed, dim=-1)
-        det_score, _ = feats.pred_logits.softmax(-1)[:, :-1].max(-1)
+        class_score, _ = feats.pred_logits.softmax(-1)[:, :-1].max(-1)
         # Association works on R×R masks over the frame: logits are average-pooled first
         # (pooling is linear, so pooled mask features give the same pooled logits for tracks).
         det_low = lowres(feats.pred_masks[:, :h, :w], cfg.mask_res).sigmoid()
+        # Mask2Former's instance score: class probability × mean mask probability inside the
+        # mask, so a confident class with an empty mask is no detection.
+        inside = (det_low > 0.5).float()
+        mask_score = (det_low * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp_min(1)
+        det_score = class_score * mask_score
         det_box = normalised_cxcywh(det_low)
         pooled_features = lowres(feats.mask_features[:, :h, :w], cfg.mask_res)
         cand = torch.nonzero(det_score >= cfg.detect_score).flatten()
@@ -169,8 +174,14 @@ class Tracker(nn.Module):
             cost = self._cost(state.ref[active], state.mask[active], det_unit[cand], det_low[cand])
             rows, cols = gated_assignment(cost, cfg.active_gate)
             match[active[rows]] = cand[cols]
-        lost = live_before[status[live_before] == LOST]
-        left = cand[~torch.isin(cand, match)]
+        # Second chance, by memory: every established track still unmatched (lost ones, and
+        # active ones whose last mask no longer overlaps, e.g. after an occlusion) against the
+        # leftovers, by their prototype μ, with the stricter gate.
+        established = (status[live_before] == LOST) | (status[live_before] == ACTIVE)
+        lost = live_before[established & (match[live_before] < 0)]
+        # Re-identification stands in for a birth: only detections confident enough to start a
+        # track may revive one.
+        left = cand[~torch.isin(cand, match) & (det_score[cand] >= cfg.new_track_score)]
         if lost.numel() and left.numel():
             key = torch.where(state.snap_valid[lost].any(1, keepdim=True), state.proto[lost],
                               state.ref[lost])
