@@ -34,12 +34,15 @@ def checkpoint(trained_tiny, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def running(checkpoint, tmp_path_factory):
-    """One node with two cameras, reliable input (lock-step test traffic), and a driver."""
+    """One node with two cameras, reliable input (lock-step test traffic), use_sim_time, and a
+    driver."""
     domain = unique_domain()
     node = NodeProcess(domain, tmp_path_factory.mktemp("node") / "node.log", {
         "checkpoint": str(checkpoint), "cameras": "[cam0,cam1]",
         "input_reliability": "reliable", "input_depth": "10", "score_threshold": "0.3",
-        "max_gap_s": "10.0"})
+        "max_gap_s": "10.0",
+        # Simulated time with no /clock publisher: header stamps alone must drive tracking.
+        "use_sim_time": "true"})
     node.wait_for_log(STARTED)
     driver = Driver(domain, ["cam0", "cam1"])
     driver.wait_connected()
