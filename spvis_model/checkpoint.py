@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from spvis_model.config import ConfigError, ModelConfig
-from spvis_model.modeling.backbone import StateDictMismatchError, load_state_dict_exact
+from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
 
 if TYPE_CHECKING:
     from spvis_model.model import SPVIS

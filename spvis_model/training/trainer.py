@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 from spvis_model.checkpoint import CheckpointError, read_checkpoint
 from spvis_model.config import ConfigError, ModelConfig, load_config, preset, save_config
 from spvis_model.model import SPVIS
-from spvis_model.modeling.backbone import StateDictMismatchError, load_state_dict_exact
+from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
 from spvis_model.training import distributed as D
 from spvis_model.training.config import TrainConfig, save_train_config
 from spvis_model.training.tasks import Task, build_task

@@ -4,6 +4,8 @@ Every backbone maps ``(B, 3, H, W)`` (RGB normalised with its own ``pixel_mean``
 ``H``, ``W`` multiples of 32) to ``{"res2", "res3", "res4", "res5"}`` at strides 4, 8, 16, 32.
 """
 
+from spvis_model.state_dict import StateDictMismatch, StateDictMismatchError, load_state_dict_exact
+
 from .base import FEATURE_NAMES, FEATURE_STRIDES, Backbone, FrozenBatchNorm2d
 from .build import BACKBONE_NAMES, build_backbone
 from .efficientnet_lite import (
@@ -16,7 +18,6 @@ from .efficientnet_lite import (
 )
 from .resnet import ResNet50
 from .tiny import TinyBackbone
-from .weights import StateDictMismatch, StateDictMismatchError, load_state_dict_exact
 
 __all__ = [
     "BACKBONE_NAMES",

@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spvis_model.state_dict import load_state_dict_exact
+
 from .base import Backbone, FrozenBatchNorm2d
-from .weights import load_state_dict_exact
 
 #: Normalisation the TF EfficientNet-Lite weights were trained with (RGB, 0..255 scale).
 LITE0_PIXEL_MEAN: tuple[float, float, float] = (127.0, 127.0, 127.0)
