@@ -74,6 +74,7 @@ def planted_state(model: SPVIS, live: int, seed: int = 0) -> TrackerState:
     state.box[:live] = torch.rand(live, 4, generator=gen).to(dev) * 0.5 + 0.1
     state.mask[:live] = torch.rand(live, r, r, generator=gen).to(dev)
     state.score[:live] = 0.9
+    state.hits[:live] = 10
     state.last_seen[:live] = 0.0
     state.last_stamp.fill_(0.0)
     return state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ import yaml
 
 BACKBONES = ("tiny", "lite0", "r50")
 ASSOCIATIONS = ("pgt", "minvis")
+TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
+# Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
+RETIRED_FIELDS: dict[str, str] = {
+    "tracker.score_momentum": "track scores are now the mean of the matched detection scores",
+}
 
 
 class ConfigError(ValueError):
@@ -63,7 +69,13 @@ class SegmenterConfig:
 
 @dataclass
 class TrackerConfig:
-    """SIM + PGT + RCP and the track life cycle. Times are seconds (header stamps)."""
+    """SIM + PGT + RCP and the track life cycle. Times are seconds (header stamps).
+
+    `keep_seconds` and `tentative_seconds` are the defaults of the run-time `TrackSettings`
+    (spvis_model.tracker.settings): how long a lost track stays re-identifiable, and how long
+    a track seen once waits for a second sighting. The `use_*` switches turn stages off for
+    ablations (memory re-identification, SIM, referring decoder, error correction, RCP).
+    """
 
     association: str = "pgt"
     max_tracks: int = 32
@@ -73,6 +85,7 @@ class TrackerConfig:
     sim_points: int = 4
     mask_res: int = 32
     keep_seconds: float = 5.0
+    tentative_seconds: float = 1.0
     detect_score: float = 0.3
     new_track_score: float = 0.5
     active_gate: float = 1.2
@@ -82,7 +95,11 @@ class TrackerConfig:
     snapshot_min_score: float = 0.6
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
-    score_momentum: float = 0.7
+    use_reid: bool = True
+    use_sim: bool = True
+    use_referring: bool = True
+    use_correction: bool = True
+    use_rcp: bool = True
 
 
 @dataclass
@@ -153,8 +170,12 @@ class ModelConfig:
                f">= segmenter.num_queries ({sg.num_queries}) for association 'minvis' "
                "(one slot per query)")
         _positive_float("tracker.keep_seconds", tr.keep_seconds)
+        _positive_float("tracker.tentative_seconds", tr.tentative_seconds)
+        for name in TRACKER_SWITCHES:
+            _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
+                   "a bool")
         for name in ("detect_score", "new_track_score", "snapshot_min_score",
-                     "snapshot_min_visibility", "output_score", "score_momentum"):
+                     "snapshot_min_visibility", "output_score"):
             _unit_float(f"tracker.{name}", getattr(tr, name))
         for name in ("active_gate", "lost_gate", "iou_weight", "correction_margin"):
             value = getattr(tr, name)
@@ -240,6 +261,11 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    retired = [k for k in data if f"{prefix}.{k}" in RETIRED_FIELDS]
+    for key in retired:
+        warnings.warn(f"config field {prefix}.{key} is no longer used and was dropped: "
+                      f"{RETIRED_FIELDS[f'{prefix}.{key}']}", stacklevel=3)
+    data = {k: v for k, v in data.items() if k not in retired}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = prefix or "config"

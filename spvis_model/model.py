@@ -24,9 +24,11 @@ from spvis_model.config import ModelConfig, preset
 from spvis_model.instances import Instances
 from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
 from spvis_model.tracker.geometry import masks_to_boxes
-from spvis_model.tracker.minvis import minvis_step
+from spvis_model.tracker.methods import METHODS
+from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import TrackerState
-from spvis_model.tracker.tracker import FrameFeatures, Tracker, TrackStep
+from spvis_model.tracker.tracker import Tracker
+from spvis_model.tracker.types import FrameFeatures, TrackStep
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_FRAME_PIXELS = 8192 * 8192
@@ -139,23 +141,30 @@ class SPVIS(nn.Module):
             memory=p.memory[index].float(), spatial_shapes=p.spatial_shapes,
             level_start_index=p.level_start_index, valid_hw=geom.valid_stride4)
 
-    def track(self, state: TrackerState, feats: FrameFeatures,
-              stamp: float) -> tuple[TrackerState, TrackStep]:
-        """Advance the tracker one frame (PGT, or the MinVIS baseline per the config)."""
-        if self.cfg.tracker.association == "minvis":
-            return minvis_step(self.cfg.tracker, state, feats, stamp)
-        return self.tracker.step(state, feats, stamp, self.segmenter.decoder)
+    def default_settings(self) -> TrackSettings:
+        """The run-time tracker settings this model was built with (the config's)."""
+        return TrackSettings.from_config(self.cfg.tracker)
+
+    def track(self, state: TrackerState, feats: FrameFeatures, stamp: float,
+              settings: TrackSettings | None = None) -> tuple[TrackerState, TrackStep]:
+        """Advance the tracker one frame with the configured association method (PGT, or the
+        MinVIS baseline); `settings` default to the config's."""
+        method = METHODS[self.cfg.tracker.association]
+        return method(self.tracker, state, feats, stamp, self.segmenter.decoder,
+                      settings or self.default_settings())
 
     # --- the online API -------------------------------------------------------------------------
     @torch.inference_mode()
-    def step(self, state: TrackerState, frame: np.ndarray | torch.Tensor,
-             stamp: float) -> tuple[TrackerState, Instances]:
+    def step(self, state: TrackerState, frame: np.ndarray | torch.Tensor, stamp: float,
+             settings: TrackSettings | None = None) -> tuple[TrackerState, Instances]:
         """Process one frame of a stream.
 
         Args:
             state: the stream's TrackerState (from `init_state` or a previous `step`).
             frame: (H, W, 3) uint8 RGB, any resolution (numpy array or tensor).
             stamp: the frame's time in seconds; must not go backwards within a stream.
+            settings: run-time tracker settings (e.g. the node's `keep_seconds`); default:
+                the config's. They are passed per call and never stored on the model.
 
         Returns:
             (new state, instances at the frame's resolution).
@@ -163,7 +172,7 @@ class SPVIS(nn.Module):
         stamp = self._check_stamp(state, stamp)
         images, geom = self.preprocess(frame)
         feats = self.frame_features(self.segment(images), 0, geom)
-        state, result = self.track(state, feats, stamp)
+        state, result = self.track(state, feats, stamp, settings)
         return state, self.postprocess(result, geom)
 
     def segment_clip(self, frames: Sequence[np.ndarray | torch.Tensor],

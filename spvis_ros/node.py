@@ -11,6 +11,7 @@ frames round-robin across cameras, converts them, runs `model.step` with that ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -105,7 +106,8 @@ class SpvisNode(Node):
             model.set_precision(p.precision)
         except (CheckpointError, FileNotFoundError, ValueError) as exc:
             raise StartupError(f"parameter checkpoint = {p.checkpoint!r}: {exc}") from exc
-        model.cfg.tracker.keep_seconds = p.keep_seconds
+        self.track_settings = dataclasses.replace(model.default_settings(),
+                                                  keep_seconds=p.keep_seconds)
         return model
 
     def _setup_io(self) -> None:
@@ -178,7 +180,8 @@ class SpvisNode(Node):
             for name, value in updates.items():
                 setattr(self.params, name, value)
                 if name == "keep_seconds":
-                    self.model.cfg.tracker.keep_seconds = value
+                    self.track_settings = dataclasses.replace(self.track_settings,
+                                                              keep_seconds=value)
         return SetParametersResult(successful=True)
 
     # --- the worker ----------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class SpvisNode(Node):
             return
         with self._lock:
             p = NodeParams(**vars(self.params))
+            settings = self.track_settings
         reason = stream.check_time(stamp, p.max_gap_s)
         if stream.state is None:
             stream.state = self.model.init_state()
@@ -216,7 +220,7 @@ class SpvisNode(Node):
                      f"{int(stream.state.next_id)}")
             stream.state = stream.state.reset()
         try:
-            stream.state, inst = self.model.step(stream.state, rgb, stamp)
+            stream.state, inst = self.model.step(stream.state, rgb, stamp, settings)
         except (ValueError, RuntimeError) as exc:
             stream.stats.rejected += 1
             stream.state = stream.state.reset()

@@ -9,6 +9,7 @@ directly on the same frames (nothing dropped in lock-step). Every wait is bounde
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import signal
@@ -553,7 +554,7 @@ def direct_metrics(checkpoint: Path, bag: Path, score_threshold: float) -> dict:
 
     defaults = NodeParams.from_values({})
     model = SPVIS.from_checkpoint(checkpoint)
-    model.cfg.tracker.keep_seconds = defaults.keep_seconds
+    settings = dataclasses.replace(model.default_settings(), keep_seconds=defaults.keep_seconds)
     side = json.loads(sidecar_path(bag).read_text())
     frames = {f.stamp_ns: f.rgb for f in read_images(bag)}
     names = [c["name"] for c in side["categories"]]
@@ -565,7 +566,7 @@ def direct_metrics(checkpoint: Path, bag: Path, score_threshold: float) -> dict:
             state = model.init_state()
             outs = []
             for ns in video["stamps_ns"]:
-                state, inst = model.step(state, frames[ns].copy(), ns_to_seconds(ns))
+                state, inst = model.step(state, frames[ns].copy(), ns_to_seconds(ns), settings)
                 idx = messages.select(inst, score_threshold, defaults.max_instances, [])
                 outs.append(FrameOutput(
                     ids=inst.ids[idx],

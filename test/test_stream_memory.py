@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from synthetic_clip import H, W, scene
 
+from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import FREE
 
 
@@ -23,25 +24,22 @@ def stream_frame(i: int, rng: np.random.Generator) -> np.ndarray:
 
 def test_thousand_steps_constant_state_and_fresh_ids(trained_tiny):
     model = trained_tiny
-    saved = model.cfg.tracker.keep_seconds
-    model.cfg.tracker.keep_seconds = 2.0  # absences of 5-6 s: every return is a new track
-    try:
-        rng = np.random.default_rng(0)
-        state = model.init_state()
-        nbytes = state.nbytes()
-        dead: set[int] = set()
-        previous: set[int] = set()
-        for i in range(1000):
-            state, inst = model.step(state, stream_frame(i, rng), i * 0.5)
-            assert state.nbytes() == nbytes
-            assert state.snapshots.shape[0] == model.cfg.tracker.max_tracks
-            live = {int(x) for x in state.ids[state.status != FREE]}
-            assert not live & dead, f"step {i}: id(s) {live & dead} came back after dying"
-            assert set(inst.ids.tolist()) <= live
-            dead |= previous - live
-            previous = live
-    finally:
-        model.cfg.tracker.keep_seconds = saved
+    # Absences of 5-6 s with a 2 s memory: every return is a new track.
+    settings = TrackSettings(keep_seconds=2.0, tentative_seconds=1.0)
+    rng = np.random.default_rng(0)
+    state = model.init_state()
+    nbytes = state.nbytes()
+    dead: set[int] = set()
+    previous: set[int] = set()
+    for i in range(1000):
+        state, inst = model.step(state, stream_frame(i, rng), i * 0.5, settings)
+        assert state.nbytes() == nbytes
+        assert state.snapshots.shape[0] == model.cfg.tracker.max_tracks
+        live = {int(x) for x in state.ids[state.status != FREE]}
+        assert not live & dead, f"step {i}: id(s) {live & dead} came back after dying"
+        assert set(inst.ids.tolist()) <= live
+        dead |= previous - live
+        previous = live
     # Births and deaths happened (about one per appearance: 1000/16 + 1000/22 ≈ 108).
     assert len(dead) >= 60, f"only {len(dead)} tracks died"
     assert inst.masks.shape[1:] == (H, W) or len(inst) == 0

@@ -9,6 +9,7 @@ import torch
 from tracker_scenes import StubHeads, region, scene
 
 from spvis_model.config import preset
+from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import ACTIVE, FREE, LOST, TENTATIVE, TrackerState
 from spvis_model.tracker.tracker import Tracker
 
@@ -84,8 +85,8 @@ def test_ids_never_reused_and_state_bounded():
         assert int(state.next_id) > max(live, default=-1)
 
 
-def test_tentative_track_not_confirmed_is_freed_and_lost_track_expires():
-    tracker, heads = make_tracker(keep_seconds=1.0)
+def test_tentative_miss_waits_and_lost_track_expires():
+    tracker, heads = make_tracker(keep_seconds=1.0, tentative_seconds=1.0)
     state = tracker.init_state()
     with torch.no_grad():
         state, _ = tracker.step(state, scene({1: region(0, 0), 2: region(8, 8)}), 0.0, heads)
@@ -96,10 +97,59 @@ def test_tentative_track_not_confirmed_is_freed_and_lost_track_expires():
         assert sorted(state.status[state.status != FREE].tolist()) == [ACTIVE, LOST]
         state, _ = tracker.step(state, scene({1: region(0, 0)}), 2.6, heads)  # 2.1 s unseen
         assert state.status[state.status != FREE].tolist() == [ACTIVE]
-        # A brand-new track that is not seen again is dropped at once (no lost phase).
-        state, _ = tracker.step(state, scene({1: region(0, 0), 3: region(12, 0)}), 3.0, heads)
+        # A new track that misses one frame waits (tentative) instead of being dropped, and a
+        # second sighting within tentative_seconds confirms it under the same id.
+        state, r = tracker.step(state, scene({1: region(0, 0), 3: region(12, 0)}), 3.0, heads)
+        new_id = visible_ids(r)[2]
         state, _ = tracker.step(state, scene({1: region(0, 0)}), 3.5, heads)
-        assert state.status[state.status != FREE].tolist() == [ACTIVE]
+        assert sorted(state.status[state.status != FREE].tolist()) == [TENTATIVE, ACTIVE]
+        state, r = tracker.step(state, scene({1: region(0, 0), 3: region(12, 0)}), 4.0, heads)
+        assert visible_ids(r)[2] == new_id
+        assert sorted(state.status[state.status != FREE].tolist()) == [ACTIVE, ACTIVE]
+        # Seen once and never again: forgotten after tentative_seconds.
+        state, _ = tracker.step(state, scene({1: region(0, 0), 4: region(0, 12)}), 5.0, heads)
+        state, _ = tracker.step(state, scene({1: region(0, 0)}), 6.5, heads)
+        assert int((state.status == TENTATIVE).sum()) == 0
+
+
+@pytest.mark.parametrize("keep,same_id", [(60.0, True), (20.0, False)])
+def test_lost_track_reidentified_after_tens_of_seconds(keep, same_id):
+    # 1 fps. Object 1 is seen for 5 s, gone for 40 s while object 2 stays, then comes back
+    # elsewhere in the frame (no overlap with its last mask): memory re-identification gives
+    # it its id back when keep_seconds covers the gap. The config says 5 s: the run-time
+    # settings decide, and the config is left as it was.
+    tracker, heads = make_tracker(keep_seconds=5.0)
+    settings = TrackSettings(keep_seconds=keep, tentative_seconds=1.0)
+    frames = [{1: region(0, 0), 2: region(10, 10)}] * 5 + [{2: region(10, 10)}] * 40 + \
+        [{1: region(0, 10), 2: region(10, 10)}] * 3
+    state = tracker.init_state()
+    out = []
+    with torch.no_grad():
+        for i, objects in enumerate(frames):
+            state, result = tracker.step(state, scene(objects), float(i), heads, settings)
+            out.append(visible_ids(result))
+    ids_a = {o[0] for o in out if 0 in o}
+    assert len(ids_a) == (1 if same_id else 2)
+    assert len({o[1] for o in out}) == 1
+    assert tracker.cfg.keep_seconds == 5.0
+
+
+def test_full_state_evicts_least_recently_seen_lost_track_never_an_active_one():
+    # 4 slots. Objects 1, 2, 3 are seen and lost in turn (1 longest ago); object 4 stays in
+    # view. New objects 5 and 6 need slots: they take the slots of 1, then 2; 4 keeps its id.
+    # (The scene's objects share one embedding channel, cos 0.5: a strict lost gate keeps the
+    # newcomers from re-identifying lost tracks.)
+    tracker, heads = make_tracker(max_tracks=4, keep_seconds=1000.0, lost_gate=0.3)
+    a, b, c, d = region(0, 0), region(0, 6), region(6, 0), region(10, 10)
+    frames = [{1: a, 2: b, 3: c, 4: d}] * 2 + [{2: b, 3: c, 4: d}] + [{3: c, 4: d}] + \
+        [{4: d}] + [{4: d, 5: region(0, 12)}] + [{4: d, 5: region(0, 12), 6: region(12, 0)}]
+    state, out = run(tracker, heads, frames, dt=1.0)
+    assert len({o[3] for o in out}) == 1
+    live_ids = sorted(int(i) for i in state.ids[state.status != FREE])
+    first_ids = sorted(out[0].values())
+    assert first_ids[0] not in live_ids and first_ids[1] not in live_ids  # 1 and 2 evicted
+    assert first_ids[2] in live_ids and out[0][3] in live_ids  # 3 (lost, newest) and 4 kept
+    assert len(live_ids) == 4
 
 
 def test_state_round_trip_and_validation(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spvis_model.tracker.tracker import FrameFeatures
+from spvis_model.tracker.types import FrameFeatures
 
 GRID = 16
 SHAPES = torch.tensor([[2, 2], [4, 4], [8, 8]])

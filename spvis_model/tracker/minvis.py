@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from spvis_model.config import TrackerConfig
 from spvis_model.tracker.association import gated_assignment
 from spvis_model.tracker.state import ACTIVE, TrackerState
-from spvis_model.tracker.tracker import FrameFeatures, TrackStep
+from spvis_model.tracker.types import FrameFeatures, TrackStep
 
 
 def minvis_step(cfg: TrackerConfig, state: TrackerState, feats: FrameFeatures,

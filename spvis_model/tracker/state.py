@@ -16,7 +16,7 @@ import torch
 
 FREE, TENTATIVE, ACTIVE, LOST = 0, 1, 2, 3
 STATUS_NAMES = {FREE: "free", TENTATIVE: "tentative", ACTIVE: "active", LOST: "lost"}
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -33,8 +33,9 @@ class TrackerState:
         snap_next: (M,) int64 FIFO write position.
         box: (M, 4) last box (cx, cy, w, h), normalised to the frame.
         mask: (M, R, R) float last mask (probabilities) on a frame-normalised R×R grid.
-        score: (M,) score EMA.
-        class_logits: (M, K1) running class logits.
+        score: (M,) track score: the mean score of the detections the track was matched to.
+        hits: (M,) int64 frames the track was matched on.
+        class_logits: (M, K1) mean class logits over the matched frames.
         visibility: (M,) last visibility.
         status: (M,) int64 FREE / TENTATIVE / ACTIVE / LOST.
         ids: (M,) int64 track ids, -1 for free slots.
@@ -55,6 +56,7 @@ class TrackerState:
     box: torch.Tensor
     mask: torch.Tensor
     score: torch.Tensor
+    hits: torch.Tensor
     class_logits: torch.Tensor
     visibility: torch.Tensor
     status: torch.Tensor
@@ -79,6 +81,7 @@ class TrackerState:
             snap_valid=torch.zeros(m, k, dtype=torch.bool, device=device),
             snap_next=torch.zeros(m, **i64), box=torch.zeros(m, 4, **f32),
             mask=torch.zeros(m, r, r, **f32), score=torch.zeros(m, **f32),
+            hits=torch.zeros(m, **i64),
             class_logits=torch.zeros(m, num_logits, **f32), visibility=torch.zeros(m, **f32),
             status=torch.zeros(m, **i64), ids=torch.full((m,), -1, **i64),
             first_seen=torch.zeros(m, **f64), last_seen=torch.zeros(m, **f64),

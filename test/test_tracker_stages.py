@@ -1,0 +1,216 @@
+"""Each tracker stage on hand-made inputs: assignment, correction, association, births, slot
+allocation, expiry, status transitions, memory, settings, and the method table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from spvis_model.config import ASSOCIATIONS, TrackerConfig
+from spvis_model.tracker.association import assignment_cost, associate, gated_assignment
+from spvis_model.tracker.correction import corrected_assignment
+from spvis_model.tracker.detections import Detections
+from spvis_model.tracker.lifecycle import (
+    advance,
+    allocate_slots,
+    expire,
+    place_births,
+    select_births,
+)
+from spvis_model.tracker.memory import prototype, write_snapshots
+from spvis_model.tracker.methods import METHODS
+from spvis_model.tracker.settings import TrackSettings
+from spvis_model.tracker.state import ACTIVE, FREE, LOST, TENTATIVE, TrackerState
+
+C, R = 4, 4
+
+
+def unit(*xs: float) -> torch.Tensor:
+    v = torch.tensor(xs, dtype=torch.float32)
+    return v / v.norm()
+
+
+def square(y: int, x: int, size: int = 2) -> torch.Tensor:
+    m = torch.zeros(R, R)
+    m[y:y + size, x:x + size] = 1
+    return m
+
+
+def dets(embeds: list[torch.Tensor], masks: list[torch.Tensor], scores: list[float],
+         detect_score: float = 0.3) -> Detections:
+    e = torch.stack(embeds)
+    s = torch.tensor(scores)
+    return Detections(embed=e, unit=e / e.norm(dim=1, keepdim=True), score=s,
+                      low=torch.stack(masks), box=torch.zeros(len(scores), 4),
+                      pooled_features=torch.zeros(C, R, R),
+                      candidates=torch.nonzero(s >= detect_score).flatten())
+
+
+def state_with(tracks: list[dict], m: int = 4) -> TrackerState:
+    """A state whose slot k holds tracks[k] ({status, ref, mask, last_seen, proto?, id})."""
+    s = TrackerState.empty(m, C, 2, R, 2)
+    for k, t in enumerate(tracks):
+        s.status[k] = t["status"]
+        s.ids[k] = t.get("id", k + 1)
+        s.ref[k] = t.get("ref", torch.zeros(C))
+        s.mask[k] = t.get("mask", torch.zeros(R, R))
+        s.last_seen[k] = t.get("last_seen", 0.0)
+        if "proto" in t:
+            s.snapshots[k, 0] = t["proto"]
+            s.snap_valid[k, 0] = True
+            s.proto[k] = t["proto"]
+    s.next_id = torch.tensor(len(tracks) + 1)
+    return s
+
+
+CFG = TrackerConfig(active_gate=1.2, lost_gate=0.6, iou_weight=1.0, new_track_score=0.5)
+
+
+# --- assignment ------------------------------------------------------------------------------
+def test_gated_assignment_drops_pairs_above_gate_and_they_do_not_steer_the_rest():
+    cost = torch.tensor([[0.1, 5.0], [0.2, 0.3]])
+    rows, cols = gated_assignment(cost, gate=1.0)
+    assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 0), (1, 1)]
+    # Row 0's only admissible detection is column 0; an inadmissible 5.0 must not make the
+    # solver prefer leaving row 1 unmatched.
+    rows, cols = gated_assignment(torch.tensor([[0.1, 9.0], [0.15, 9.0]]), gate=1.0)
+    assert rows.numel() == 1 and cols.tolist() == [0]
+    assert gated_assignment(torch.zeros(0, 3), 1.0)[0].numel() == 0
+
+
+def test_assignment_cost_charges_unmatched_rows():
+    cost = torch.tensor([[0.2, 0.9], [0.4, 0.1]])
+    assert assignment_cost(cost, torch.tensor([0]), torch.tensor([0]), 1.0) == pytest.approx(1.2)
+
+
+def test_correction_adopts_only_a_clearly_cheaper_assignment():
+    cost = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    swapped = torch.tensor([0, 1])  # step a took the expensive pairs (total 1.8)
+    assert corrected_assignment(cost, swapped, 1.2, 0.1).tolist() == [1, 0]
+    # Within the margin: keep step a.
+    assert corrected_assignment(cost, swapped, 1.2, 2.0).tolist() == [0, 1]
+    # An unmatched track costs the gate: matching it is better, leaving it is not.
+    assert corrected_assignment(torch.tensor([[0.3]]), torch.tensor([-1]), 1.2, 0.1).tolist() \
+        == [0]
+    assert corrected_assignment(torch.tensor([[1.15]]), torch.tensor([-1]), 1.2, 0.1).tolist() \
+        == [-1]
+
+
+# --- association ------------------------------------------------------------------------------
+def test_associate_active_by_position_then_lost_by_memory():
+    a, b, c = unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(0, 0, 1, 0)
+    state = state_with([
+        {"status": ACTIVE, "ref": a, "mask": square(0, 0)},
+        {"status": LOST, "ref": unit(1, 1, 1, 1), "proto": b, "mask": square(2, 2)},
+        {"status": LOST, "ref": c, "proto": c, "mask": square(2, 0)},
+    ])
+    # Detection 0: the active track, in place. Detection 1: the first lost track's memory,
+    # far from where it was. Detection 2: looks like the second lost track but scores too low
+    # to re-identify it.
+    d = dets([a, b, c], [square(0, 0), square(0, 2), square(2, 0)], [0.9, 0.9, 0.4])
+    out = associate(state, d, CFG)
+    assert out.match.tolist() == [0, 1, -1, -1]
+    assert out.by_memory.tolist() == [False, True, False, False]
+    off = associate(state, d, dataclasses.replace(CFG, use_reid=False))
+    assert off.match.tolist() == [0, -1, -1, -1]
+
+
+def test_associate_active_gate_rejects_a_far_dissimilar_detection():
+    state = state_with([{"status": ACTIVE, "ref": unit(1, 0, 0, 0), "mask": square(0, 0)}])
+    d = dets([unit(0, 1, 0, 0)], [square(2, 2)], [0.9])
+    assert associate(state, d, dataclasses.replace(CFG, use_reid=False)).match[0] == -1
+
+
+def test_tentative_tracks_are_matched_by_position_but_not_by_memory():
+    a = unit(1, 0, 0, 0)
+    state = state_with([{"status": TENTATIVE, "ref": a, "proto": a, "mask": square(0, 0)}])
+    near = dets([a], [square(0, 0)], [0.9])
+    far = dets([a], [square(2, 2)], [0.9])
+    assert associate(state, near, CFG).match[0] == 0
+    assert associate(state, far, dataclasses.replace(CFG, active_gate=0.5)).match[0] == -1
+
+
+# --- births and slots -------------------------------------------------------------------------
+def test_select_births_greedy_by_score_without_duplicates():
+    e = [unit(1, 0, 0, 0)] * 4
+    d = dets(e, [square(0, 0), square(0, 0), square(2, 2), square(0, 2)], [0.6, 0.9, 0.8, 0.45])
+    match = torch.tensor([-1, -1, -1, -1])
+    # 1 (0.9) first; 0 duplicates it; 2 (0.8) is elsewhere; 3 is below new_track_score.
+    assert select_births(d, match, 0.5).tolist() == [1, 2]
+    # A detection that duplicates a matched one is no birth either.
+    assert select_births(d, torch.tensor([2, -1, -1, -1]), 0.5).tolist() == [1]
+
+
+def test_allocate_slots_free_first_then_waiting_tentative_then_oldest_lost_never_active():
+    state = state_with([
+        {"status": LOST, "last_seen": 5.0},
+        {"status": ACTIVE, "last_seen": 0.0},
+        {"status": LOST, "last_seen": 1.0},
+        {"status": TENTATIVE, "last_seen": 9.0},
+        {"status": LOST, "last_seen": 0.5},
+        {"status": FREE},
+    ], m=6)
+    matched = torch.tensor([False, False, False, False, True, False])  # slot 4 seen again
+    slots = allocate_slots(state, matched, 10)
+    assert slots.tolist() == [5, 3, 2, 0]  # free, tentative, then lost by age; not 1, not 4
+    assert allocate_slots(state, matched, 2).tolist() == [5, 3]
+
+
+def test_place_births_gives_fresh_ids_and_forgets_evicted_memory():
+    state = state_with([{"status": LOST, "proto": unit(1, 0, 0, 0), "id": 7}], m=2)
+    state.next_id = torch.tensor(8)
+    new, births = place_births(state, torch.tensor([3, 1]), torch.tensor([1, 0]), 2.5)
+    assert births.slots.tolist() == [1, 0] and births.dets.tolist() == [3, 1]
+    assert new.ids.tolist() == [9, 8]
+    assert int(new.next_id) == 10
+    assert new.status.tolist() == [TENTATIVE, TENTATIVE]
+    assert not new.snap_valid.any()
+    assert new.first_seen.tolist() == [2.5, 2.5] and new.hits.tolist() == [0, 0]
+    # Fewer slots than births: the rest are dropped.
+    _, few = place_births(state, torch.tensor([3, 1]), torch.tensor([1]), 2.5)
+    assert few.dets.tolist() == [3]
+
+
+def test_expire_by_time_per_status():
+    state = state_with([
+        {"status": LOST, "last_seen": 0.0, "proto": unit(1, 0, 0, 0)},
+        {"status": LOST, "last_seen": 8.0},
+        {"status": TENTATIVE, "last_seen": 8.5},
+        {"status": TENTATIVE, "last_seen": 9.5},
+        {"status": ACTIVE, "last_seen": 0.0},
+    ], m=5)
+    out = expire(state, 10.0, TrackSettings(keep_seconds=5.0, tentative_seconds=1.0))
+    assert out.status.tolist() == [FREE, LOST, FREE, TENTATIVE, ACTIVE]
+    assert out.ids[0] == -1 and not out.snap_valid[0].any()
+
+
+def test_advance_transitions():
+    status = torch.tensor([TENTATIVE, TENTATIVE, TENTATIVE, ACTIVE, ACTIVE, LOST, LOST])
+    matched = torch.tensor([True, True, False, True, False, True, False])
+    born = torch.tensor([True, False, False, False, False, False, False])
+    assert advance(status, matched, born).tolist() == [
+        TENTATIVE, ACTIVE, TENTATIVE, ACTIVE, LOST, ACTIVE, LOST]
+
+
+# --- memory -----------------------------------------------------------------------------------
+def test_snapshots_fifo_and_prototype():
+    s = TrackerState.empty(2, C, 2, R, 2)
+    snaps = (s.snapshots, s.snap_time, s.snap_valid, s.snap_next)
+    for t, v in enumerate([unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(0, 0, 1, 0)]):
+        snaps = write_snapshots(*snaps, torch.tensor([1]), v[None], float(t))
+    snapshots, times, valid, nxt = snaps
+    assert valid.tolist() == [[False, False], [True, True]]
+    assert times[1].tolist() == [2.0, 1.0] and nxt.tolist() == [0, 1]  # slot 0 overwritten
+    mu = prototype(snapshots, valid)
+    assert torch.allclose(mu[1], unit(0, 1, 1, 0), atol=1e-6)
+    assert mu[0].abs().sum() == 0
+
+
+def test_settings_validation_and_method_table():
+    with pytest.raises(ValueError, match=r"keep_seconds = -1"):
+        TrackSettings(keep_seconds=-1, tentative_seconds=1.0)
+    with pytest.raises(ValueError, match=r"tentative_seconds = nan"):
+        TrackSettings(keep_seconds=1.0, tentative_seconds=float("nan"))
+    assert set(METHODS) == set(ASSOCIATIONS)
