@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from spvis_model import __version__
 from spvis_model.config import ConfigError
 from spvis_model.data.shapes import CLASS_NAMES, SHAPE_CLASSES, shape_alpha
 from spvis_model.data.synthetic import (
@@ -392,3 +395,44 @@ def test_cli_writes_dataset_and_rejects_bad_values(tmp_path, capsys):
     assert main(["--out", str(blocker / "x"), "--preset", "easy", "--videos", "1",
                  "--frames", "1", "--no-progress"]) == 1
     assert "spvis generate: error:" in capsys.readouterr().err
+
+
+# The presets that existed before the real-footage options, at small sizes (easy as it is).
+# Hashes computed with the generator of commit aee32e3, before those options were added: sha256
+# of annotations.json (with info.version replaced by "X"), of every frame's RGB bytes
+# (generate_video, all videos in order) and of every JPEG file (sorted paths). They pin the
+# bytes that held-out measurements depend on. They also depend on the OpenCV build (resize,
+# warpAffine, libjpeg): after an OpenCV upgrade, recompute them from the generator as it was
+# and check that nothing else changed.
+OLD_PRESETS = {"easy": {}, "medium": dict(videos=2, frames=8, width=160, height=120),
+               "hard": dict(videos=2, frames=8, width=160, height=120),
+               "heldout": dict(videos=2, frames=10, width=160, height=120)}
+OLD_PRESET_HASHES = {
+    "easy": ("a373ecf6dcf9484383d62bd88ab294fa29b78647103fb8592b2e96c1d80deead",
+             "3f0fef0e041c9efc147451a688347a70a4cc78758e5231d4b068ef35762aac13",
+             "de7a8ccc7204868852ef019ced020404e279641f0d8170cdb4af5254769280e1"),
+    "medium": ("2642f32a9ad63210a1b9805c8618e0c7cc93f67f2b4675e4946358cfa4465648",
+               "26be87f952eb7cb3b3982d43b329700dff65da3039b1df5637007f99b90c9d34",
+               "4c5b1841c74b253e6d0110f0553f0afaf5c4bc27be5cbabd81568bdd86cd5fac"),
+    "hard": ("840dbfd0def16bc984031c929ad9be5404f340106e269e046df03344b691d318",
+             "5c0b6e2b4be9a352fcd9a3ff3e31dee0fa4e40bb387511c86147f051b8f3d7a7",
+             "e66e3876abe51e0f844b1f94d240000ec0f801eccf8e13001434a51e04ef7af4"),
+    "heldout": ("dfd234437ae33eae04c4670790330a83fbf9af4e9ea75f5c221935319127f9a1",
+                "8306f412aacf106e145dbc1f9335c17fa25b1ceef32e742ccc93b7841b9b7150",
+                "ab42287ee934f2d431c5baa30be2908c43ca16441b47bbe4fab2328ca82787e1"),
+}
+
+
+@pytest.mark.parametrize("name", list(OLD_PRESETS))
+def test_old_presets_write_the_same_bytes_as_before_real_footage(name, tmp_path):
+    cfg = dataclasses.replace(preset(name), **OLD_PRESETS[name])
+    assert not cfg.uses_real_media
+    path = generate(cfg, tmp_path)
+    text = path.read_bytes().replace(f'"version":"{__version__}"'.encode(), b'"version":"X"')
+    jpegs = b"".join(p.read_bytes() for p in sorted(Path(tmp_path, "JPEGImages").rglob("*.jpg")))
+    rgb = hashlib.sha256()
+    for index in range(cfg.videos):
+        for frame in generate_video(cfg, index)[0]:
+            rgb.update(frame.tobytes())
+    assert (hashlib.sha256(text).hexdigest(), rgb.hexdigest(),
+            hashlib.sha256(jpegs).hexdigest()) == OLD_PRESET_HASHES[name]

@@ -11,7 +11,12 @@ triangle, star, ring, cross; shape and texture both differ) over a real photo
   bounces, growing and shrinking, spinning;
 - a camera that pans and zooms (the whole scene moves);
 - a nominal frame rate per video (1-30 fps), jittered capture times and dropped frames: the
-  stamps show them, and motion is a function of time, so a dropped frame is a bigger jump.
+  stamps show them, and motion is a function of time, so a dropped frame is a bigger jump;
+- optionally real footage (`spvis_model.data.real_media`: videos and photos that installed
+  packages ship, each with a role, "train" or "heldout"): objects over a real video that plays
+  in real time under the camera, object-free clips of real footage with no annotations (to
+  teach "no object here"), and occluder panels cut from real frames. Off by default; presets
+  "real_mix" (training) and "real_heldout" (the false-positive test) use it.
 
 Ground truth per object and frame: the *visible* mask (what is not hidden by anything in front;
 masks of one frame never overlap), its box and area, and `occlusion` = 1 - visible / full area
@@ -25,6 +30,7 @@ API::
     path = generate(cfg, "out")                   # out/JPEGImages/<video>/<00000>.jpg,
                                                   # out/annotations.json
     main(["--out", "out", "--preset", "hard"])    # the `spvis generate` command
+    preset("real_mix"), preset("real_heldout")    # real negatives / false-positive test
 
 The same config (seed included) always gives byte-identical annotations.json and identical
 frames. See docs/synthetic.md.
@@ -49,11 +55,23 @@ from pycocotools import mask as mask_utils
 
 from spvis_model.config import ConfigError
 from spvis_model.data.motion import Box, camera_path, frame_times, object_path
+from spvis_model.data.real_media import DEFAULT_TRAIN_MEDIA, MEDIA, SOURCES
+from spvis_model.data.real_scene import RealBackdrop, choose_media, real_panel_texture
 from spvis_model.data.shapes import CLASS_NAMES, class_by_name, make_sprite, sprite_pyramid
 from spvis_model.data.textures import BACKGROUNDS, background_canvas
 
-PRESETS: tuple[str, ...] = ("easy", "medium", "hard", "heldout")
+PRESETS: tuple[str, ...] = ("easy", "medium", "hard", "heldout", "real_mix", "real_heldout")
+REAL_FIELDS: tuple[str, ...] = ("real_backgrounds", "empty_prob", "real_occluders", "real_media",
+                                "real_video_prob", "real_crop", "real_jitter")
+"""The real-footage options. `dataset_json` leaves them out of ``info.config`` while all are
+at their defaults, so configs without real footage write the same bytes as before they
+existed."""
 IMAGE_FORMATS: tuple[str, ...] = ("jpg", "png")
+REAL_MIX_MEDIA: tuple[str, ...] = (
+    "tree", "bikes", "bigbuckbunny", "carphone", "building", "home", "leuven", "aero", "aloe",
+    "squirrel", "butterfly", "chicky", "baboon", "basketball", "box_in_scene", "licenseplate")
+"""The training media of the "real_mix" preset, spelled out so that registering more media does
+not change what the preset writes (today: every train medium but the scikit-image photos)."""
 _NOISE_MARGIN = 64
 
 
@@ -97,6 +115,21 @@ class SyntheticConfig:
         image_format: "jpg" or "png" for `generate`.
         jpeg_quality: JPEG quality, 50 - 100.
         seed: base seed; video i uses SeedSequence([seed, i]).
+        real_backgrounds: probability that a video with objects has a real background (a clip
+            of a real video, or a real photo, from `real_media`) instead of a `backgrounds`
+            photo, [0, 1].
+        empty_prob: probability that a video has no objects at all: an object-free clip of
+            real footage from `real_media` (no occluders, no annotations), [0, 1].
+        real_occluders: probability that an occluder panel is cut from a frame of `real_media`
+            (not the video's own background) instead of a `backgrounds` photo, [0, 1].
+        real_media: names from `real_media.MEDIA`, all of one role (training presets use
+            "train" media, the false-positive test "heldout" media).
+        real_video_prob: probability that a real background is a video rather than a photo
+            (when `real_media` has both), [0, 1].
+        real_crop: (min, max) side of the crop of a real frame, as a fraction of the largest
+            window with the world's aspect ratio, in [0.1, 1].
+        real_jitter: colour jitter of real backgrounds and panels, 1 = as the photo backgrounds,
+            0 = the real colours and no mirror flip, [0, 1].
     """
 
     width: int = 320
@@ -126,9 +159,17 @@ class SyntheticConfig:
     image_format: str = "jpg"
     jpeg_quality: int = 95
     seed: int = 0
+    real_backgrounds: float = 0.0
+    empty_prob: float = 0.0
+    real_occluders: float = 0.0
+    real_media: tuple[str, ...] = DEFAULT_TRAIN_MEDIA
+    real_video_prob: float = 0.75
+    real_crop: tuple[float, float] = (0.6, 1.0)
+    real_jitter: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("objects", "classes", "occluders", "fps", "speed", "backgrounds"):
+        for name in ("objects", "classes", "occluders", "fps", "speed", "backgrounds",
+                     "real_media", "real_crop"):
             value = getattr(self, name)
             if isinstance(value, list):
                 setattr(self, name, tuple(value))
@@ -166,6 +207,26 @@ class SyntheticConfig:
                               f"{list(IMAGE_FORMATS)}")
         _int_in(self, "jpeg_quality", 50, 100)
         _int_in(self, "seed", 0, 2**63 - 1)
+        for name in ("real_backgrounds", "empty_prob", "real_occluders", "real_video_prob",
+                     "real_jitter"):
+            _float_in(self, name, 0.0, 1.0)
+        _names_in(self, "real_media", tuple(MEDIA))
+        roles = sorted({MEDIA[n].role for n in self.real_media})
+        if len(roles) > 1:
+            raise _fail("real_media", self.real_media,
+                        f"mixes roles {roles}: held-out media must never join training media")
+        _pair_in(self, "real_crop", 0.1, 1.0)
+
+    @property
+    def uses_real_media(self) -> bool:
+        """Whether any video can show real footage (real backgrounds, empty clips or real
+        panels)."""
+        return self.real_backgrounds > 0 or self.empty_prob > 0 or self.real_occluders > 0
+
+    @property
+    def real_role(self) -> str:
+        """The role ("train" or "heldout") of `real_media`."""
+        return MEDIA[self.real_media[0]].role
 
     def category_ids(self) -> list[int]:
         """Category id of each entry of `classes` (position in `CLASS_NAMES` + 1)."""
@@ -221,7 +282,11 @@ def _names_in(cfg: SyntheticConfig, name: str, known: Sequence[str]) -> None:
 def preset(name: str) -> SyntheticConfig:
     """A named config: "easy" (unit tests: small, slow, few objects, steady camera),
     "medium" (default training), "hard" (crowded, fast, low and irregular frame rates, moving
-    camera), "heldout" (evaluation: its own seed, long 2-5 fps videos, heavy occlusion)."""
+    camera), "heldout" (evaluation: its own seed, long 2-5 fps videos, heavy occlusion),
+    "real_mix" (training with real negatives: medium, with 35 % of the videos with objects on
+    real training footage, 15 % object-free real clips and some panels cut from real frames),
+    "real_heldout" (the false-positive test: object-free clips of the held-out real videos, as
+    they are: no camera motion, noise or colour change)."""
     if name == "easy":
         return SyntheticConfig(
             width=160, height=120, videos=4, frames=16, objects=(1, 3), crowding=0.2,
@@ -242,6 +307,16 @@ def preset(name: str) -> SyntheticConfig:
             occluders=(2, 3), occluder_size=0.4, fps=(2.0, 5.0), drop_prob=0.1, jitter=0.2,
             speed=(0.05, 0.25), turn=1.0, accel=0.5, spin=0.8, scale_change=0.3,
             camera_pan=0.15, camera_zoom=0.15, leave_prob=0.5, noise=4.0, seed=1_000_003)
+    if name == "real_mix":
+        return SyntheticConfig(
+            videos=60, seed=3, real_backgrounds=0.35, empty_prob=0.15, real_occluders=0.3,
+            real_media=REAL_MIX_MEDIA, real_video_prob=0.75)
+    if name == "real_heldout":
+        return SyntheticConfig(
+            width=320, height=240, videos=12, frames=40, objects=(0, 0), occluders=(0, 0),
+            fps=(5.0, 10.0), drop_prob=0.05, jitter=0.1, camera_pan=0.0, camera_zoom=0.0,
+            noise=0.0, seed=2_000_003, empty_prob=1.0, real_media=("vtest", "megamind"),
+            real_video_prob=1.0, real_crop=(1.0, 1.0), real_jitter=0.0)
     raise ConfigError(f"preset = {name!r}: must be one of {list(PRESETS)}")
 
 
@@ -346,16 +421,26 @@ class SyntheticVideo:
     """The plan of one video (stamps, camera, objects, occluders) and its frames on demand.
 
     Built from `SeedSequence([config.seed, index])`; `render(t)` is a pure function of that plan
-    and `t`, so frames can be drawn in any order.
+    and `t`, so frames can be drawn in any order (a real video background is decoded forward,
+    so drawing in order is the fast way).
+
+    Four streams: the plan, the sprites, the per-frame noise and the real footage. The real
+    stream decides (only when the config `uses_real_media`) whether the video is empty, whether
+    its background is real, which medium, where in it and how it is cropped, and which panels
+    are cut from real frames; a video whose background is a photo draws the same plan as
+    without the real options.
 
     Attributes:
         name: "video_<index:05d>".
         fps: nominal frame rate.
         stamps: float64 (frames,), seconds from the first frame, strictly increasing.
         dropped: int64 (frames,), captures dropped just before each frame.
-        background: name of the background photo.
+        background: name of the background photo, or of the real medium (`real_media.MEDIA`).
+        empty: the video has no objects (an object-free real clip).
+        backdrop: the `RealBackdrop` of a real background, else None.
         categories: category id of each object (track_id - 1 indexes it).
         depths: drawing order of each object (0 = back).
+        panel_media: (name, source frame) of each occluder cut from real footage.
     """
 
     def __init__(self, config: SyntheticConfig, index: int) -> None:
@@ -365,9 +450,10 @@ class SyntheticVideo:
         self.config = config
         self.index = int(index)
         self.name = f"video_{self.index:05d}"
-        plan_rng, sprite_rng, frame_rng = (
+        # spawn(4)'s first three children are spawn(3)'s: the old streams are unchanged.
+        plan_rng, sprite_rng, frame_rng, real_rng = (
             np.random.default_rng(s)
-            for s in np.random.SeedSequence([config.seed, self.index]).spawn(3))
+            for s in np.random.SeedSequence([config.seed, self.index]).spawn(4))
         cfg = config
         w, h = cfg.width, cfg.height
         m = float(min(w, h))
@@ -385,12 +471,28 @@ class SyntheticVideo:
         centre = (cw / 2.0, ch / 2.0)
         view = Box(centre[0] - w / 2, centre[1] - h / 2, centre[0] + w / 2, centre[1] + h / 2)
         self.background = str(plan_rng.choice(list(cfg.backgrounds)))
-        self._canvas = background_canvas(sprite_rng, self.background, cw, ch)
+        self.empty = False
+        self.backdrop: RealBackdrop | None = None
+        self.panel_media: list[tuple[str, int]] = []
+        if cfg.uses_real_media:
+            self.empty = bool(real_rng.random() < cfg.empty_prob)
+            if self.empty or real_rng.random() < cfg.real_backgrounds:
+                media = choose_media(real_rng, cfg.real_media, cfg.real_video_prob)
+                self.backdrop = RealBackdrop(real_rng, media, self.stamps, cw, ch,
+                                             cfg.real_crop, cfg.real_jitter)
+                self.background = media.name
+        self._canvas: np.ndarray | None = (
+            background_canvas(sprite_rng, self.background, cw, ch) if self.backdrop is None
+            else None)
         self._camera, self._zoom = camera_path(plan_rng, self.stamps, centre, pan,
                                                cfg.camera_zoom)
 
-        self._occluders = self._plan_occluders(plan_rng, sprite_rng, view, (cw, ch), m)
-        self._objects = self._plan_objects(plan_rng, sprite_rng, view, m, zmax, duration)
+        self._occluders: list[_Occluder] = []
+        self._objects: list[_Object] = []
+        if not self.empty:
+            self._occluders = self._plan_occluders(plan_rng, sprite_rng, real_rng, view,
+                                                   (cw, ch), m)
+            self._objects = self._plan_objects(plan_rng, sprite_rng, view, m, zmax, duration)
         self.categories = [CLASS_NAMES.index(cfg.classes[o.category_index]) + 1
                            for o in self._objects]
         self.depths = [o.depth for o in self._objects]
@@ -407,7 +509,8 @@ class SyntheticVideo:
             self._noise_neg = np.clip(-field_, 0, 255).astype(np.uint8)
 
     def _plan_occluders(self, rng: np.random.Generator, sprite_rng: np.random.Generator,
-                        view: Box, canvas: tuple[int, int], m: float) -> list[_Occluder]:
+                        real_rng: np.random.Generator, view: Box, canvas: tuple[int, int],
+                        m: float) -> list[_Occluder]:
         cfg = self.config
         out = []
         others = [b for b in BACKGROUNDS if b != self.background]
@@ -424,7 +527,13 @@ class SyntheticVideo:
                 x0, x1 = 0.0, float(canvas[0])
             photo = str(rng.choice(others))
             tw, th = max(2, math.ceil(x1 - x0)), max(2, math.ceil(y1 - y0))
-            texture = background_canvas(sprite_rng, photo, tw, th)
+            if cfg.real_occluders > 0 and real_rng.random() < cfg.real_occluders:
+                media = choose_media(real_rng, cfg.real_media, cfg.real_video_prob,
+                                     exclude=(self.background,))
+                texture, k = real_panel_texture(real_rng, media, tw, th)
+                self.panel_media.append((media.name, k))
+            else:
+                texture = background_canvas(sprite_rng, photo, tw, th)
             texture = (texture.astype(np.float32) * 0.8).astype(np.uint8)
             cv2.rectangle(texture, (0, 0), (tw - 1, th - 1), (20, 20, 20), 2)
             out.append(_Occluder((x0, y0, x1, y1), texture))
@@ -488,7 +597,8 @@ class SyntheticVideo:
             raise ValueError(f"frame index t must be an integer in [0, {cfg.frames}), got {t!r}")
         w, h = cfg.width, cfg.height
         z, ox, oy = self._to_image(t)
-        image = cv2.warpAffine(self._canvas, np.array([[z, 0, ox], [0, z, oy]], np.float64),
+        canvas = self.backdrop.canvas(t) if self.backdrop is not None else self._canvas
+        image = cv2.warpAffine(canvas, np.array([[z, 0, ox], [0, z, oy]], np.float64),
                                (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         owner = np.full((h, w), -1, np.int16)
         drawn: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] = {}
@@ -658,14 +768,20 @@ class DatasetSummary:
     instances: int
     mean_occlusion: float
     seconds: float
+    real_backgrounds: int = 0
+    empty_videos: int = 0
+    real_role: str | None = None
 
     def text(self) -> str:
         """Human-readable summary lines."""
         fps = self.frames / self.seconds if self.seconds > 0 else float("inf")
+        real = (f"{self.real_backgrounds} videos on real {self.real_role} footage, "
+                f"{self.empty_videos} of them object-free\n" if self.real_role else "")
         return (f"wrote {self.annotations}\n"
                 f"frames in {self.images}/<video>/\n"
                 f"{self.videos} videos, {self.frames} frames, {self.instances} instances, "
                 f"mean occlusion {self.mean_occlusion:.3f}\n"
+                f"{real}"
                 f"{self.seconds:.1f} s ({fps:.1f} frames/s)")
 
 
@@ -685,11 +801,18 @@ def _write_image(path: Path, rgb: np.ndarray, config: SyntheticConfig) -> None:
 
 def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],
                  annotations: list[dict[str, Any]]) -> dict[str, Any]:
-    """The YouTube-VIS dataset dict (info, videos, annotations, categories)."""
+    """The YouTube-VIS dataset dict (info, videos, annotations, categories).
+
+    ``info.config`` is the whole config; the `REAL_FIELDS` appear only when one of them is not
+    at its default (so older configs keep their exact bytes).
+    """
     from spvis_model import __version__
 
+    defaults = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
+    real_default = all(getattr(config, k) == defaults[k] for k in REAL_FIELDS)
     info_config = {k: list(v) if isinstance(v, tuple) else v
-                   for k, v in dataclasses.asdict(config).items()}
+                   for k, v in dataclasses.asdict(config).items()
+                   if not (real_default and k in REAL_FIELDS)}
     return {
         "info": {"description": "spvis synthetic videos (spvis_model.data.synthetic)",
                  "version": __version__, "config": info_config},
@@ -707,8 +830,10 @@ def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
 
     Writes ``out_dir/JPEGImages/<video_name>/<00000>.jpg`` (or .png) and
     ``out_dir/annotations.json`` (YouTube-VIS, compressed RLE with str counts, plus per-video
-    `fps`, `timestamps`, `dropped_frames`, `background` and per-annotation `occlusion`).
-    Existing files of the same names are overwritten. Objects never visible get no annotation.
+    `fps`, `timestamps`, `dropped_frames`, `background` and per-annotation `occlusion`; a video
+    on real footage also gets `real_background`, see `real_background_info`).
+    Existing files of the same names are overwritten. Objects never visible get no annotation,
+    so an object-free video has none.
     """
     from tqdm import tqdm
 
@@ -719,6 +844,7 @@ def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
     videos: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     occlusion: list[float] = []
+    real_count = empty_count = 0
     ext = config.image_format
     with tqdm(total=config.videos * config.frames, unit="frame", disable=not progress,
               desc="generate") as bar:
@@ -741,6 +867,10 @@ def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
                            "timestamps": [float(s) for s in video.stamps],
                            "dropped_frames": int(video.dropped.sum()),
                            "background": video.background})
+            if video.backdrop is not None:
+                videos[-1]["real_background"] = real_background_info(video)
+                real_count += 1
+                empty_count += int(video.empty)
             for track in builder.visible_tracks():
                 annotations.append(_annotation(track, len(annotations) + 1, video_id))
                 occlusion.extend(v for v in track.occlusion if v is not None)
@@ -749,7 +879,24 @@ def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
     path.write_text(text + "\n", encoding="utf-8")
     return DatasetSummary(path, images, config.videos, config.videos * config.frames,
                           len(annotations), float(np.mean(occlusion)) if occlusion else 0.0,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, real_count, empty_count,
+                          config.real_role if config.uses_real_media else None)
+
+
+def real_background_info(video: SyntheticVideo) -> dict[str, Any]:
+    """What a video's ``real_background`` JSON entry says: the medium (`name`, `kind`, `role`,
+    `file`, `package`), whether the video is `empty`, and for a video the source frame shown at
+    each frame (`source_frames`, one per frame). ValueError when the background is a photo of
+    `backgrounds`."""
+    if video.backdrop is None:
+        raise ValueError(f"video {video.name!r} has no real background")
+    media = video.backdrop.media
+    info: dict[str, Any] = {"name": media.name, "kind": media.kind, "role": media.role,
+                            "file": media.file, "package": SOURCES[media.source].package,
+                            "empty": video.empty}
+    if media.kind == "video":
+        info["source_frames"] = [int(k) for k in video.backdrop.source_frames]
+    return info
 
 
 def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = False) -> Path:
@@ -771,7 +918,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder (JPEGImages/ and annotations.json)")
     parser.add_argument("--preset", choices=PRESETS, default="medium",
-                        help="difficulty preset (default medium); the options below override it")
+                        help="preset (default medium; real_mix: training with real negatives; "
+                             "real_heldout: the false-positive test); the options below "
+                             "override it")
     parser.add_argument("--videos", type=int, help="number of videos")
     parser.add_argument("--frames", type=int, help="frames per video")
     parser.add_argument("--size", type=_size, help="frame size WIDTHxHEIGHT, e.g. 640x480")
@@ -782,8 +931,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `spvis generate` with parsed arguments: 0 ok, 1 could not write (or the photos are
-    missing), 2 bad option value."""
+    """Run `spvis generate` with parsed arguments: 0 ok, 1 could not write (or the photos or real
+    media are missing or unreadable), 2 bad option value."""
     overrides: dict[str, Any] = {}
     for key, name in (("videos", "videos"), ("frames", "frames"), ("seed", "seed"),
                       ("format", "image_format")):
@@ -799,7 +948,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = generate_dataset(config, args.out,
                                    progress=not args.no_progress and sys.stderr.isatty())
-    except (OSError, ModuleNotFoundError) as err:  # unwritable --out, scikit-image missing
+    # unwritable --out, scikit-image missing, a real medium missing (MediaNotFoundError) or
+    # unreadable (MediaReadError): all OSError or ModuleNotFoundError.
+    except (OSError, ModuleNotFoundError) as err:
         print(f"spvis generate: error: {err}", file=sys.stderr)
         return 1
     print(summary.text())
