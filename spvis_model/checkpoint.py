@@ -24,6 +24,12 @@ FORMAT = "spvis-checkpoint"
 FORMAT_VERSION = 1
 
 
+# What torch.load(weights_only=True) raises for a file that is not a (safe) torch file.
+LOAD_ERRORS: tuple[type[Exception], ...] = (pickle.UnpicklingError, RuntimeError, EOFError,
+                                           zipfile.BadZipFile, ValueError, OSError, IndexError,
+                                           KeyError)
+
+
 class CheckpointError(ValueError):
     """The file is not a usable spvis checkpoint; the message names the file and the problem."""
 
@@ -55,8 +61,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError) as exc:
+    except LOAD_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path}: not a readable spvis checkpoint "
                               f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict):

@@ -62,8 +62,7 @@ class SPVIS(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.segmenter = Segmenter(cfg, pretrained_backbone)
-        self.tracker = Tracker(cfg.tracker, cfg.segmenter.hidden_dim, cfg.pixel_decoder.conv_dim,
-                               n_levels=3, num_logits=cfg.num_classes + 1)
+        self.tracker = make_tracker(cfg)
         backbone = self.segmenter.backbone
         self.register_buffer("pixel_mean", torch.tensor(backbone.pixel_mean).view(3, 1, 1),
                              persistent=False)
@@ -240,6 +239,12 @@ class SPVIS(nn.Module):
                              f"{float(state.last_stamp)}: time went backwards; reset the state "
                              "(model.init_state()) to start the stream again")
         return stamp
+
+
+def make_tracker(cfg: ModelConfig) -> Tracker:
+    """The tracker module for a model config (its widths come from the segmenter's)."""
+    return Tracker(cfg.tracker, cfg.segmenter.hidden_dim, cfg.pixel_decoder.conv_dim,
+                   n_levels=3, num_logits=cfg.num_classes + 1)
 
 
 def build_model(config: ModelConfig | str, *, pretrained_backbone: bool | None = None) -> SPVIS:

@@ -75,11 +75,7 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
     model = SPVIS.from_checkpoint(checkpoint, device=device)
     if association is not None:
         set_association(model, association)
-    by_name = {name: cid for cid, name in gt.categories.items()}
-    mapping = {i: by_name[n] for i, n in enumerate(model.class_names) if n in by_name}
-    if not mapping:
-        raise ValueError(f"none of the checkpoint's classes {model.class_names} is a category of "
-                         f"{data} ({sorted(by_name)})")
+    mapping = category_mapping(model.class_names, gt.categories, str(data))
     results: list[dict[str, Any]] = []
     dropped = 0
     videos = list(gt.videos.values())
@@ -95,11 +91,8 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
             for frame, stamp in zip(frames, stamps, strict=True):
                 state, inst = model.step(state, frame, stamp)
                 outputs.append(inst)
-        kept = []
-        for inst in outputs:
-            keep = np.isin(inst.labels, list(mapping))
-            dropped += int((~keep).sum())
-            kept.append(_select(inst, keep))
+        kept = [known_classes(inst, mapping) for inst in outputs]
+        dropped += sum(len(a) - len(b) for a, b in zip(outputs, kept, strict=True))
         results.extend(results_from_tracks(video.id, kept, mapping))
     if dropped:
         print(f"spvis eval: left out {dropped} instance-frames of classes the dataset lacks")
@@ -118,9 +111,23 @@ def set_association(model: Any, association: str) -> None:
     cfg.validate()
 
 
-def _select(inst: Any, keep: np.ndarray) -> Any:
+def category_mapping(class_names: list[str], categories: dict[int, str],
+                     where: str) -> dict[int, int]:
+    """Model class index -> dataset category id, by name. Raises ValueError when no class of
+    the model is a category of the dataset (`where` names the dataset)."""
+    by_name = {name: cid for cid, name in categories.items()}
+    mapping = {i: by_name[n] for i, n in enumerate(class_names) if n in by_name}
+    if not mapping:
+        raise ValueError(f"none of the checkpoint's classes {class_names} is a category of "
+                         f"{where} ({sorted(by_name)})")
+    return mapping
+
+
+def known_classes(inst: Any, mapping: dict[int, int]) -> Any:
+    """The instances whose class has a dataset category."""
     from spvis_model.instances import Instances
 
+    keep = np.isin(inst.labels, list(mapping))
     return Instances(ids=inst.ids[keep], labels=inst.labels[keep],
                      label_names=[n for n, k in zip(inst.label_names, keep, strict=True) if k],
                      scores=inst.scores[keep], boxes=inst.boxes[keep], masks=inst.masks[keep],

@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="override the config's stage")
     parser.add_argument("--init", help="override the config's init checkpoint (e.g. the "
                                        "stage-1 model.pt for stage 2)")
+    parser.add_argument("--feature-cache", type=Path,
+                        help="stage 2: train on the frozen segmenter's outputs cached in this "
+                             "folder (built there from the --init checkpoint on first use), "
+                             "so each step costs only the tracker")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (print one line per log row instead)")
     return parser
@@ -136,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         videos = YTVISDataset(args.data, args.images)
     except (ValueError, OSError) as exc:
         return _fail(f"--data {args.data}: {exc}", code=1)
+    if args.feature_cache is not None:
+        return _train_on_cache(args, cfg, model_cfg, videos)
     try:
         model_cfg = _class_names(model_cfg, list(videos.class_names), args.data)
         data = cfg.data
@@ -159,6 +165,55 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(model_cfg, cfg, dataset, args.out, resume=args.resume, progress=progress)
     except (ConfigError, CheckpointError, TaskUnavailableError, FileExistsError,
+            FileNotFoundError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+
+def _train_on_cache(args: argparse.Namespace, cfg: Any, model_cfg: ModelConfig,
+                    videos: Any) -> int:
+    """Stage 2 on cached segmenter outputs (--feature-cache); 0, 1 or 2 as `run`."""
+    from spvis_model.checkpoint import CheckpointError
+    from spvis_model.feature_cache import CacheError, FeatureCache, build_cache
+    from spvis_model.model import SPVIS
+    from spvis_model.training.cached_clips import CachedClipDataset
+    from spvis_model.training.tasks import TaskUnavailableError
+    from spvis_model.training.trainer import load_init_weights, train
+
+    if cfg.stage != 2:
+        return _fail(f"--feature-cache is for stage 2 (the segmenter is frozen there); the "
+                     f"config says stage = {cfg.stage}")
+    if cfg.data.get("augment"):
+        return _fail("data.augment does not apply with --feature-cache (the segmenter outputs "
+                     "are fixed); remove it")
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        model_cfg = _class_names(model_cfg, list(videos.class_names), args.data)
+        if (args.feature_cache / "meta.json").exists():
+            cache = FeatureCache(args.feature_cache)
+        else:
+            if cfg.init is None:
+                return _fail("--feature-cache: the cache does not exist yet and there is no "
+                             "--init checkpoint to build it from")
+            model = SPVIS(model_cfg, pretrained_backbone=False)
+            load_init_weights(model, cfg.init)
+            print(f"spvis train: caching the segmenter's outputs in {args.feature_cache}",
+                  file=sys.stderr)
+            cache = build_cache(model, args.data, args.feature_cache, args.images,
+                                progress=progress)
+        data = cfg.data
+        dataset = CachedClipDataset(cache, videos, cfg.clip_len,
+                                    stride_min=data.get("stride_min", 1),
+                                    stride_max=data.get("stride_max", 10), seed=cfg.seed,
+                                    length=data.get("epoch_length") or len(cache.video_ids))
+    except (ConfigError, CheckpointError, CacheError) as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(f"--data {args.data}: {exc}", code=1)
+    try:
+        train(model_cfg, cfg, dataset, args.out, resume=args.resume, progress=progress)
+    except (ConfigError, CheckpointError, CacheError, TaskUnavailableError, FileExistsError,
             FileNotFoundError) as exc:
         return _fail(str(exc))
     return 0

@@ -69,6 +69,7 @@ class TrackerTask:
         self.noisy_match_prob = noisy_match_prob
         self.temperature = reid_temperature
         self.matcher = HungarianMatcher(num_points=matcher_points)
+        self._digest: tuple[SPVIS, str] | None = None
 
     def trainable_parameters(self, model: SPVIS) -> list[nn.Parameter]:
         """The tracker's parameters. Freezes the segmenter (requires_grad off), including the
@@ -101,6 +102,31 @@ class TrackerTask:
     # ------------------------------------------------------------------------------------------
     def _clip_loss(self, model: SPVIS, clip: Any,
                    gen: torch.Generator) -> tuple[dict[str, torch.Tensor], int]:
+        if getattr(clip, "cached", None) is not None:  # a CachedClip: segmenter outputs stored
+            self._check_cache(model, clip.segmenter_digest)
+            frames = [clip.cached.features(t, model.segmenter.decoder, model.device)
+                      for t in range(len(clip.cached))]
+            geom = clip.cached.geometry
+        else:
+            frames, geom = self._segment(model, clip)
+        grid = frames[0].pred_masks.shape[-2:]
+        targets = [grid_targets(clip.labels[t], clip.masks[t], clip.track_ids[t], geom, grid,
+                                model.device) for t in range(len(frames))]
+        return self._track_loss(model, frames, targets, [float(s) for s in clip.stamps], gen)
+
+    def _check_cache(self, model: SPVIS, digest: str) -> None:
+        """Cached outputs must come from this model's (frozen) segmenter."""
+        from spvis_model.feature_cache import CacheError, segmenter_digest
+
+        if self._digest is None or self._digest[0] is not model:
+            self._digest = (model, segmenter_digest(model))
+        if digest != self._digest[1]:
+            raise CacheError(f"stage 2: the clips' feature cache was built with segmenter "
+                             f"{digest[:12]}, the model's is {self._digest[1][:12]} (rebuild "
+                             "the cache from the --init checkpoint)")
+
+    def _segment(self, model: SPVIS, clip: Any) -> tuple[list[Any], FrameGeometry]:
+        """Run the frozen segmenter over a clip of frames: per-frame FrameFeatures."""
         dev = model.device
         frames = clip.frames.to(dev)
         t_len, _, h, w = frames.shape
@@ -112,59 +138,63 @@ class TrackerTask:
         images[:, :, :, cw:] = 0
         ph, pw = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
         images = F.pad(images, (0, pw - w, 0, ph - h))
-        geom = FrameGeometry((ch, cw), (ch, cw), (ph, pw))
+        geom = FrameGeometry((h, w), (h, w), (ph, pw))
         with torch.no_grad():
             seg = model.segment(images)
+        return [model.frame_features(seg, t, geom) for t in range(t_len)], geom
 
+    def _track_loss(self, model: SPVIS, frames: list[Any], targets: list[FrameTargets],
+                    stamps: list[float], gen: torch.Generator
+                    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Step the tracker through a clip's frames (fresh state) and sum the frame losses."""
+        t_len = len(frames)
         keep = [0] + [t for t in range(1, t_len)
                       if float(torch.rand((), generator=gen)) >= self.drop_prob]
-        det2gt = [self._match(seg, t, clip) for t in range(t_len)]
-        hidden = self._disappearance(clip, keep, gen)
+        det2gt = [self._match(frames[t], targets[t]) for t in range(t_len)]
+        hidden = self._disappearance(targets, keep, gen)
 
         state = model.init_state()
         track_gt: dict[int, int | None] = {}
         terms: dict[str, torch.Tensor] = {}
         steps = 0
         for t in keep:
-            feats = model.frame_features(seg, t, geom)
+            feats = frames[t]
             gone = [j for j, g in det2gt[t].items() if (t, g) in hidden]
             if gone:
                 feats = _remove_detections(feats, gone)
             if steps > 0 and float(torch.rand((), generator=gen)) < self.noisy_match_prob:
                 state = _swap_two_refs(state, gen)
-            state, res = model.track(state, feats, float(clip.stamps[t]))
+            state, res = model.track(state, feats, stamps[t])
             steps += 1
             if res.slots.numel() == 0:
                 continue
             for tid, det in zip(res.ids.tolist(), res.det_index.tolist(), strict=True):
                 if tid not in track_gt:  # born this frame: takes its detection's GT for good
                     track_gt[tid] = det2gt[t].get(det) if det >= 0 else None
-            frame_terms = self._frame_terms(model, res, clip, t, feats, det2gt[t], track_gt,
-                                            hidden, geom)
+            frame_terms = self._frame_terms(res, targets[t], t, feats, det2gt[t], track_gt,
+                                            hidden)
             for k, v in frame_terms.items():
                 terms[k] = terms.get(k, 0) + v
         return terms, steps
 
-    def _match(self, seg: Any, t: int, clip: Any) -> dict[int, int]:
-        """{detection index: GT track id} for frame t (Hungarian on class + mask costs)."""
-        labels, masks, ids = clip.labels[t], clip.masks[t], clip.track_ids[t]
-        if labels.numel() == 0:
+    def _match(self, feats: Any, target: FrameTargets) -> dict[int, int]:
+        """{detection index: GT track id} for one frame (Hungarian on class + mask costs)."""
+        if target.labels.numel() == 0:
             return {}
-        d = seg.decoder
-        target = [{"labels": labels.to(d.pred_logits.device),
-                   "masks": masks.to(d.pred_logits.device).float()}]
         with torch.no_grad():
-            (pred_idx, tgt_idx), = self.matcher(d.pred_logits[t:t + 1].float(),
-                                                d.pred_masks[t:t + 1].float(), target)
+            (pred_idx, tgt_idx), = self.matcher(
+                feats.pred_logits[None].float(), feats.pred_masks[None].float(),
+                [{"labels": target.labels, "masks": target.masks}])
+        ids = target.ids.tolist()
         return {int(p): int(ids[g]) for p, g in zip(pred_idx.tolist(), tgt_idx.tolist(),
                                                     strict=True)}
 
-    def _disappearance(self, clip: Any, keep: list[int], gen: torch.Generator
-                       ) -> set[tuple[int, int]]:
+    def _disappearance(self, targets: list[FrameTargets], keep: list[int],
+                       gen: torch.Generator) -> set[tuple[int, int]]:
         """(frame, GT id) pairs whose object is removed from the segmenter output."""
         if len(keep) < 4 or float(torch.rand((), generator=gen)) >= self.disappear_prob:
             return set()
-        present = sorted({int(i) for t in keep for i in clip.track_ids[t].tolist()})
+        present = sorted({int(i) for t in keep for i in targets[t].ids.tolist()})
         if not present:
             return set()
         gt = present[int(torch.randint(len(present), (), generator=gen))]
@@ -172,13 +202,12 @@ class TrackerTask:
         span = 1 + int(torch.randint(min(3, len(keep) - start - 1), (), generator=gen))
         return {(keep[k], gt) for k in range(start, start + span)}
 
-    def _frame_terms(self, model: SPVIS, res: Any, clip: Any, t: int, feats: Any,
+    def _frame_terms(self, res: Any, target: FrameTargets, t: int, feats: Any,
                      det2gt: dict[int, int], track_gt: dict[int, int | None],
-                     hidden: set[tuple[int, int]], geom: FrameGeometry
-                     ) -> dict[str, torch.Tensor]:
+                     hidden: set[tuple[int, int]]) -> dict[str, torch.Tensor]:
         dev = res.class_logits.device
         num_classes = res.class_logits.shape[1] - 1
-        gt_ids = clip.track_ids[t].tolist()
+        gt_ids = target.ids.tolist()
         gt_row = {g: k for k, g in enumerate(gt_ids) if (t, g) not in hidden}
         gt_det = {g: j for j, g in det2gt.items() if (t, g) not in hidden}
         targets_cls: list[int] = []
@@ -194,7 +223,7 @@ class TrackerTask:
                 targets_cls.append(num_classes if g is None else -100)  # lost GT: no class loss
                 vis_target.append(0.0)
                 continue
-            targets_cls.append(int(clip.labels[t][row]))
+            targets_cls.append(int(target.labels[row]))
             vis_target.append(1.0)
             mask_rows.append(row)
             mask_tracks.append(v)
@@ -211,9 +240,7 @@ class TrackerTask:
         out["visibility"] = F.binary_cross_entropy(
             res.visibility.clamp(1e-6, 1 - 1e-6), torch.tensor(vis_target, device=dev))
         if mask_tracks:
-            gt = clip.masks[t][mask_rows].to(dev).float()
-            gt = F.pad(gt, (0, geom.padded[1] - gt.shape[-1], 0, geom.padded[0] - gt.shape[-2]))
-            gt = F.interpolate(gt[None], res.mask_logits.shape[-2:], mode="area")[0]
+            gt = target.masks[mask_rows]
             logits = res.mask_logits[mask_tracks]
             out["mask"] = F.binary_cross_entropy_with_logits(logits, gt)
             prob = logits.sigmoid().flatten(1)
@@ -224,10 +251,41 @@ class TrackerTask:
             q = F.normalize(res.query[reid_rows], dim=-1)
             e = F.normalize(feats.query_embed, dim=-1)
             logits = q @ e.T / self.temperature
-            target = torch.tensor(reid_dets, device=dev)
-            out["reid"] = F.cross_entropy(logits, target)
-            out["preserve"] = (1 - (q * e[target].detach()).sum(-1)).mean()
+            det_t = torch.tensor(reid_dets, device=dev)
+            out["reid"] = F.cross_entropy(logits, det_t)
+            out["preserve"] = (1 - (q * e[det_t].detach()).sum(-1)).mean()
         return out
+
+
+@dataclass
+class FrameTargets:
+    """One frame's ground truth on the model's padded stride-4 grid.
+
+    Attributes:
+        labels: (G,) int64 class indices; ids: (G,) int64 GT track ids.
+        masks: (G, h, w) float32 area fractions on the (h, w) grid of the mask logits.
+    """
+
+    labels: torch.Tensor
+    ids: torch.Tensor
+    masks: torch.Tensor
+
+
+def grid_targets(labels: torch.Tensor, masks: torch.Tensor, ids: torch.Tensor,
+                 geom: FrameGeometry, grid: tuple[int, int] | torch.Size,
+                 device: torch.device | str) -> FrameTargets:
+    """Bring (G, H, W) bool GT masks at the frame's original size onto the mask logits' grid:
+    resized as the frame was (`geom.resized`), padded bottom/right to `geom.padded`, then
+    area-averaged to `grid`."""
+    m = masks.to(device).float()
+    if m.shape[0] and tuple(m.shape[-2:]) != tuple(geom.resized):
+        m = F.interpolate(m[None], geom.resized, mode="area")[0]
+    m = F.pad(m, (0, geom.padded[1] - m.shape[-1], 0, geom.padded[0] - m.shape[-2]))
+    if m.shape[0]:
+        m = F.interpolate(m[None], tuple(grid), mode="area")[0]
+    else:
+        m = m.new_zeros((0, *tuple(grid)))
+    return FrameTargets(labels.to(device), ids.to(device), m)
 
 
 def _remove_detections(feats: Any, dets: list[int]) -> Any:

@@ -512,7 +512,7 @@ class _Trainer:
 
     def _check_clips(self, clips: list[Any]) -> None:
         for clip in clips:
-            t = int(clip.frames.shape[0])
+            t = len(clip.stamps)
             if t > self.cfg.clip_len:
                 raise TrainingError(f"clip_len = {self.cfg.clip_len} but the data set gave clip "
                                     f"{getattr(clip, 'video_id', '?')!r} with {t} frames")

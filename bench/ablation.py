@@ -1,0 +1,97 @@
+"""The tracker ablation table: every stage of PGT added in turn, against MinVIS, on the same
+segmenter outputs (docs/model.md).
+
+    python bench/ablation.py                                  # shipped model, test sets
+    python bench/ablation.py --sets val_heldout,val_lowfps    # validation sets (for tuning)
+    python bench/ablation.py --no-table --variant "long=keep_seconds:1000" \
+        --variant minvis=association:minvis
+
+Sets are defined in configs/eval_sets.yaml; they are generated under --data-root and the
+segmenter's outputs cached under --cache-root on first use (bench/eval_sets.py). Prints one
+markdown table per set (AP, AP50, HOTA, AssA, IDF1, ID switches) and writes them with the raw
+numbers to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_sets import ensure_cache, ensure_dataset, load_sets
+
+from spvis_model.ablation import ABLATION, METRICS, run_variants
+from spvis_model.model import SPVIS
+from spvis_model.weights import default_checkpoint
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """'name=key:value,key:value' -> (name, overrides); values are YAML scalars."""
+    name, _, spec = text.partition("=")
+    if not name or not spec:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=key:value,...")
+    overrides = {}
+    for item in spec.split(","):
+        key, _, value = item.partition(":")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    head = "| tracker | " + " | ".join(METRICS) + " |"
+    lines = [head, "|---|" + "---:|" * len(METRICS)]
+    for name, m in rows.items():
+        cells = [f"{int(m[k])}" if k == "IDSW" else f"{m[k]:.3f}" for k in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    ap.add_argument("--sets", default="heldout,lowfps,vga,fps30",
+                    help="comma-separated names from configs/eval_sets.yaml")
+    ap.add_argument("--data-root", type=Path, default=Path("data/eval"))
+    ap.add_argument("--cache-root", type=Path, default=Path("cache"))
+    ap.add_argument("--out", type=Path, default=Path("out/ablation"))
+    ap.add_argument("--variant", action="append", type=parse_variant, default=[],
+                    help="extra row NAME=key:value,... (TrackerConfig fields)")
+    ap.add_argument("--no-table", action="store_true", help="only the --variant rows")
+    ap.add_argument("--score-threshold", type=float, default=0.5)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    model = SPVIS.from_checkpoint(args.checkpoint or default_checkpoint())
+    sets = load_sets()
+    rows_table: dict[str, dict[str, Any]] = {} if args.no_table else dict(ABLATION)
+    rows_table.update(dict(args.variant))
+    args.out.mkdir(parents=True, exist_ok=True)
+    everything = {}
+    for name in args.sets.split(","):
+        if name not in sets:
+            print(f"unknown set {name!r}; known: {sorted(sets)}", file=sys.stderr)
+            return 2
+        s = sets[name]
+        t0 = time.monotonic()
+        cache = ensure_cache(model, s, args.data_root, args.cache_root)
+        rows = run_variants(model, cache, ensure_dataset(s, args.data_root), rows_table,
+                            args.score_threshold)
+        everything[name] = rows
+        print(f"\n### {name} ({s.role}; {len(cache.video_ids)} videos; "
+              f"{time.monotonic() - t0:.0f} s)\n")
+        print(table(rows), flush=True)
+        (args.out / f"{name}.md").write_text(table(rows) + "\n")
+    (args.out / "ablation.json").write_text(json.dumps(everything, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Tracker variants on the same segmenter outputs: the ablation table and the tuning harness.
+
+Every variant shares the model's segmenter and tracker weights and differs only in its tracker
+configuration (association method, which stages run, life-cycle budgets). All variants step
+through each video in lock-step on the same cached segmenter outputs (`feature_cache`), so the
+segmenter runs once per frame for the whole table and the comparison is exact.
+
+    cache = build_cache(model, "data/heldout/annotations.json", "cache/heldout")
+    rows = run_variants(model, cache, "data/heldout/annotations.json", ABLATION)
+    # {"MinVIS": {"AP": ..., "HOTA": ..., "IDSW": ...}, "PGT association only": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from spvis_model.feature_cache import FeatureCache
+from spvis_model.model import SPVIS, make_tracker
+from spvis_model.tracker.methods import METHODS
+from spvis_model.tracker.settings import TrackSettings
+from spvis_model.tracker.tracker import Tracker
+
+_ALL_OFF = {"use_reid": False, "use_sim": False, "use_referring": False,
+            "use_correction": False, "use_rcp": False}
+
+# The ablation table: each row adds one stage to the one above. SIM's output guides the
+# referring decoder (it is the decoder's query guide), so SIM is added after the decoder: before
+# it, SIM has nothing to act on.
+ABLATION: dict[str, dict[str, Any]] = {
+    "MinVIS": {"association": "minvis"},
+    "PGT association only": dict(_ALL_OFF),
+    "+ memory re-ID": {**_ALL_OFF, "use_reid": True},
+    "+ referring decoder": {**_ALL_OFF, "use_reid": True, "use_referring": True},
+    "+ SIM": {**_ALL_OFF, "use_reid": True, "use_referring": True, "use_sim": True},
+    "+ error correction": {**_ALL_OFF, "use_reid": True, "use_referring": True, "use_sim": True,
+                           "use_correction": True},
+    "+ RCP (full PGT)": {},
+}
+
+METRICS = ("AP", "AP50", "HOTA", "AssA", "IDF1", "IDSW")
+
+
+@dataclasses.dataclass
+class Variant:
+    """One tracker configuration over the shared weights."""
+
+    name: str
+    tracker: Tracker
+    settings: TrackSettings
+
+    @property
+    def association(self) -> str:
+        return self.tracker.cfg.association
+
+
+def make_variant(model: SPVIS, name: str, overrides: Mapping[str, Any]) -> Variant:
+    """A tracker with the model's tracker weights and its config changed by `overrides`
+    (TrackerConfig fields; unknown names raise TypeError). MinVIS gets one slot per query."""
+    tcfg = dataclasses.replace(model.cfg.tracker, **overrides)
+    if tcfg.association == "minvis":
+        tcfg.max_tracks = max(tcfg.max_tracks, model.cfg.segmenter.num_queries)
+    cfg = dataclasses.replace(model.cfg, tracker=tcfg).validate()
+    tracker = make_tracker(cfg).to(model.device)
+    tracker.load_state_dict(model.tracker.state_dict())
+    return Variant(name, tracker.eval(), TrackSettings.from_config(tcfg))
+
+
+@torch.inference_mode()
+def variant_results(model: SPVIS, cache: FeatureCache, data: str | Path,
+                    variants: list[Variant], progress: bool = True
+                    ) -> dict[str, list[dict[str, Any]]]:
+    """YouTube-VIS results lists of each variant over the cached videos of `data`."""
+    from spvis_model.eval.data import load_ground_truth
+    from spvis_model.eval.results import results_from_tracks
+    from spvis_model.eval.runner import category_mapping, known_classes
+
+    cache.check_model(model)
+    gt = load_ground_truth(data)
+    mapping = category_mapping(model.class_names, gt.categories, str(data))
+    heads = model.segmenter.decoder
+    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    for vid in tqdm(cache.video_ids, desc="videos", disable=not progress):
+        video = cache.video(vid)
+        states = {v.name: v.tracker.init_state(model.device) for v in variants}
+        frames: dict[str, list[Any]] = {v.name: [] for v in variants}
+        for t in range(len(video)):
+            feats = video.features(t, heads, model.device)
+            stamp = float(video.stamps[t])
+            for v in variants:
+                states[v.name], step = METHODS[v.association](
+                    v.tracker, states[v.name], feats, stamp, heads, v.settings)
+                frames[v.name].append(known_classes(model.postprocess(step, video.geometry),
+                                                    mapping))
+        for v in variants:
+            results[v.name].extend(results_from_tracks(vid, frames[v.name], mapping))
+    return results
+
+
+def score(data: str | Path, results: list[dict[str, Any]],
+          score_threshold: float = 0.5) -> dict[str, float]:
+    """AP/AR (YouTube-VIS) and tracking metrics (HOTA, AssA, IDF1, IDSW, ...) of a results list;
+    the tracking metrics read the predictions scoring >= `score_threshold`."""
+    from spvis_model.eval.data import load_ground_truth, load_predictions
+    from spvis_model.eval.tracking import evaluate_tracking
+    from spvis_model.eval.ytvis import evaluate
+
+    gt = load_ground_truth(data)
+    preds = load_predictions(results, gt) if results else []
+    out = dict(evaluate(gt, preds)) if preds else {"AP": 0.0, "AP50": 0.0}
+    out.update(evaluate_tracking(gt, preds, score_threshold))
+    return out
+
+
+def run_variants(model: SPVIS, cache: FeatureCache, data: str | Path,
+                 table: Mapping[str, Mapping[str, Any]], score_threshold: float = 0.5,
+                 progress: bool = True) -> dict[str, dict[str, float]]:
+    """Score every row of `table` ({name: TrackerConfig overrides}) on the cached videos."""
+    variants = [make_variant(model, name, overrides) for name, overrides in table.items()]
+    results = variant_results(model, cache, data, variants, progress)
+    return {name: score(data, res, score_threshold) for name, res in results.items()}

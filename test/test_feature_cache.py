@@ -1,0 +1,157 @@
+"""The segmenter-output cache and everything that runs on it: features equal the live ones,
+stale or corrupt caches are refused, stage 2 trains on it (also through `spvis train`), and the
+ablation harness scores tracker variants on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spvis_model.ablation import ABLATION, make_variant, run_variants, variant_results
+from spvis_model.eval.runner import read_frame, video_stamps
+from spvis_model.feature_cache import CacheError, FeatureCache, build_cache, segmenter_digest
+from spvis_model.training.cached_clips import CachedClipDataset
+from spvis_model.training.tracker_task import TrackerTask
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(tmp_path_factory):
+    from spvis_model.data.synthetic import generate, preset
+
+    root = tmp_path_factory.mktemp("cache_data")
+    cfg = dataclasses.replace(preset("easy"), width=96, height=64, videos=2, frames=6,
+                              classes=("disk", "square"), objects=(2, 2), seed=11)
+    return generate(cfg, root)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(trained_tiny, tiny_videos, tmp_path_factory):
+    return build_cache(trained_tiny, tiny_videos, tmp_path_factory.mktemp("cache"),
+                       progress=False)
+
+
+def test_cached_features_equal_the_live_ones(trained_tiny, tiny_videos, tiny_cache):
+    from spvis_model.eval.data import load_ground_truth
+
+    model = trained_tiny.eval()
+    gt = load_ground_truth(tiny_videos)
+    vid = tiny_cache.video_ids[0]
+    video = tiny_cache.video(vid)
+    assert len(video) == 6
+    assert video.stamps.tolist() == pytest.approx(video_stamps(gt.videos[vid]))
+    heads = model.segmenter.decoder
+    for t, name in enumerate(gt.videos[vid].file_names):
+        frame = read_frame(tiny_videos.parent / "JPEGImages", vid, t, name)
+        with torch.inference_mode():
+            images, geom = model.preprocess(frame)
+            live = model.frame_features(model.segment(images), 0, geom)
+        cached = video.features(t, heads)
+        assert geom == video.geometry and cached.valid_hw == live.valid_hw
+        assert torch.equal(cached.query_embed, live.query_embed)
+        assert torch.equal(cached.pred_logits, live.pred_logits)
+        # float16 storage of the mask features: mask logits agree to a small fraction of
+        # their range.
+        scale = float(live.pred_masks.abs().max())
+        assert float((cached.pred_masks - live.pred_masks).abs().max()) < 2e-3 * scale
+        assert torch.allclose(cached.memory, live.memory, rtol=1e-3, atol=1e-3)
+
+
+def test_stale_or_corrupt_cache_is_refused(trained_tiny, tiny_videos, tiny_cache, tmp_path):
+    other = dataclasses.replace(trained_tiny.cfg)
+    from spvis_model.model import SPVIS
+
+    torch.manual_seed(123)
+    stranger = SPVIS(other)
+    assert segmenter_digest(stranger) != segmenter_digest(trained_tiny)
+    with pytest.raises(CacheError, match="was built with segmenter"):
+        tiny_cache.check_model(stranger)
+    with pytest.raises(CacheError, match="another segmenter"):
+        build_cache(stranger, tiny_videos, tiny_cache.root, progress=False)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "something-else", "version": 1}))
+    with pytest.raises(CacheError, match="format 'something-else'"):
+        FeatureCache(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text((tiny_cache.root / "meta.json").read_text())
+    (broken / f"video_{tiny_cache.video_ids[0]}.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CacheError, match="not readable"):
+        FeatureCache(broken).video(tiny_cache.video_ids[0])
+
+
+def test_stage2_loss_on_cached_clips_matches_the_live_loss(trained_tiny, tiny_videos,
+                                                          tiny_cache):
+    from spvis_model.data.ytvis import YTVISDataset
+
+    videos = YTVISDataset(tiny_videos)
+    data = CachedClipDataset(tiny_cache, videos, clip_len=4, stride_min=1, stride_max=1,
+                             seed=3, length=4)
+    clip = data[0]
+    assert len(clip.cached) == 4 and len(clip.labels) == 4
+    # The live path resizes nothing here (96x64 fits max_size 96), so the same clip through
+    # the segmenter must give (almost) the same loss as the cached clip.
+    live = videos.load_clip(clip.video_id, clip.frame_indices)
+    task = TrackerTask(drop_prob=0.0, disappear_prob=0.0, noisy_match_prob=0.0)
+    model = trained_tiny.eval()
+    cached_loss, _ = task.loss(model, [clip], torch.Generator().manual_seed(0))
+    live_loss, _ = task.loss(model, [live], torch.Generator().manual_seed(0))
+    assert float(cached_loss) == pytest.approx(float(live_loss), rel=2e-3)
+    # Clips from another segmenter's cache are refused.
+    clip.segmenter_digest = "0" * 64
+    with pytest.raises(CacheError, match="feature cache was built with segmenter"):
+        task.loss(model, [clip], torch.Generator().manual_seed(0))
+
+
+def test_cli_stage2_on_a_feature_cache(trained_tiny, tiny_videos, tmp_path, capsys):
+    from spvis_model.cli import main
+    from spvis_model.model import SPVIS
+
+    init = tmp_path / "stage1.pt"
+    trained_tiny.save(init)
+    (tmp_path / "train.yaml").write_text(
+        "stage: 2\nsteps: 3\nbatch_size: 1\nclip_len: 4\nlr: 1e-3\nwarmup_steps: 1\n"
+        "checkpoint_every: 3\nlog_every: 1\nnum_workers: 0\ndevice: cpu\n"
+        "data: {stride_min: 1, stride_max: 2}\n")
+    args = ["train", "--config", str(tmp_path / "train.yaml"), "--data", str(tiny_videos),
+            "--init", str(init), "--out", str(tmp_path / "run"), "--no-progress",
+            "--feature-cache", str(tmp_path / "cache")]
+    assert main(args) == 0
+    assert "caching the segmenter's outputs" in capsys.readouterr().err
+    trained = SPVIS.from_checkpoint(tmp_path / "run" / "model.pt")
+    before, after = trained_tiny.state_dict(), trained.state_dict()
+    assert all(torch.equal(before[k].float(), after[k].float()) for k in before
+               if k.startswith("segmenter."))
+    assert any(not torch.equal(before[k].float(), after[k].float()) for k in before
+               if k.startswith("tracker."))
+    # Stage 1 cannot use a feature cache.
+    (tmp_path / "s1.yaml").write_text("stage: 1\nsteps: 1\nwarmup_steps: 0\ndevice: cpu\n")
+    assert main(["train", "--config", str(tmp_path / "s1.yaml"), "--data", str(tiny_videos),
+                 "--out", str(tmp_path / "run1"), "--feature-cache",
+                 str(tmp_path / "cache")]) == 2
+    assert "--feature-cache is for stage 2" in capsys.readouterr().err
+
+
+def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache):
+    rows = run_variants(trained_tiny, tiny_cache, tiny_videos, ABLATION, progress=False)
+    assert list(rows) == list(ABLATION)
+    for metrics in rows.values():
+        assert {"AP", "AP50", "HOTA", "AssA", "IDF1", "IDSW"} <= set(metrics)
+        assert 0.0 <= metrics["HOTA"] <= 1.0
+    # The variants really differ: MinVIS keeps one track per query, PGT only what it finds.
+    variants = [make_variant(trained_tiny, n, ABLATION[n])
+                for n in ("MinVIS", "+ RCP (full PGT)")]
+    assert variants[0].tracker.cfg.max_tracks >= trained_tiny.cfg.segmenter.num_queries
+    results = variant_results(trained_tiny, tiny_cache, tiny_videos, variants, progress=False)
+    assert results["MinVIS"] != results["+ RCP (full PGT)"]
+    # The harness gives what the model's own online run gives for the full tracker.
+    from spvis_model.eval.runner import run_model_on_dataset
+
+    tmp = tiny_cache.root.parent / "direct.pt"
+    trained_tiny.save(tmp)
+    direct = run_model_on_dataset(tmp, tiny_videos, progress=False)
+    assert [r["video_id"] for r in direct] == [r["video_id"] for r in results["+ RCP (full PGT)"]]
+    assert np.allclose([r["score"] for r in direct],
+                       [r["score"] for r in results["+ RCP (full PGT)"]], atol=1e-3)
