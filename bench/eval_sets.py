@@ -20,7 +20,7 @@ from spvis_model.feature_cache import FeatureCache, build_cache, segmenter_diges
 from spvis_model.model import SPVIS
 
 SETS_FILE = Path(__file__).resolve().parent.parent / "configs" / "eval_sets.yaml"
-ROLES = ("val", "test")
+ROLES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

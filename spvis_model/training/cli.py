@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = _class_names(model_cfg, list(videos.class_names), args.data)
         data = cfg.data
         sampler = ClipSampler(videos, cfg.clip_len, stride_min=data.get("stride_min", 1),
-                              stride_max=data.get("stride_max", 10), seed=cfg.seed)
+                              stride_max=data.get("stride_max", 10), seed=cfg.seed,
+                              skip_empty=data.get("skip_empty", True))
         m = model_cfg.input.max_size
         augment_args = {"max_size": m, "min_size": (round(0.45 * m), round(0.8 * m)),
                         **dict(data.get("augment") or {})}

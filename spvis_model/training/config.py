@@ -21,7 +21,7 @@ from spvis_model.config import ConfigError
 SCHEDULES = ("cosine", "step")
 AMP_DTYPES = ("bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-DATA_KEYS = ("stride_min", "stride_max", "epoch_length", "augment")
+DATA_KEYS = ("stride_min", "stride_max", "epoch_length", "augment", "skip_empty")
 
 # Fields that may change when a run is resumed (they do not change what is computed, or, for
 # `steps`, only extend/shorten the run). Any other difference is refused: see `resume_diff`.
@@ -72,9 +72,10 @@ class TrainConfig:
             for stage 1 or {drop_prob: 0.2} for stage 2.
         data: how `spvis train` builds clips from a YouTube-VIS JSON (ignored by `train()`, which
             gets a data set): stride_min / stride_max (ClipSampler's random frame stride,
-            default 1 / 10), epoch_length (clips per epoch, default: one per video) and augment
+            default 1 / 10), epoch_length (clips per epoch, default: one per video), augment
             (ClipAugment fields; default max_size = the model's input.max_size, min_size =
-            (0.45, 0.8) × that).
+            (0.45, 0.8) × that) and skip_empty (default true: leave out videos without
+            annotations; false keeps object-free clips, the negatives of real footage).
     """
 
     stage: int = 1
@@ -194,6 +195,9 @@ class TrainConfig:
         unknown = sorted(set(self.data) - set(DATA_KEYS))
         _check(not unknown, "data", self.data, f"a mapping with keys from {DATA_KEYS} "
                f"(unknown: {unknown})")
+        if self.data.get("skip_empty") is not None:
+            _check(isinstance(self.data["skip_empty"], bool), "data.skip_empty",
+                   self.data["skip_empty"], "a bool")
         for key in ("stride_min", "stride_max", "epoch_length"):
             if self.data.get(key) is not None:
                 _int_at_least(f"data.{key}", self.data[key], 1)
