@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
 import pytest
 from eval_cases import H, W, box, dataset, gt_ann, pred, rle, two_object_scene, uncompressed, video
 
-from spvis_model.eval import evaluate, load_ground_truth, load_predictions, video_iou
+from spvis_model.eval import (
+    evaluate,
+    evaluate_tracking,
+    load_ground_truth,
+    load_predictions,
+    run_evaluation,
+    video_iou,
+    ytvis,
+)
 from spvis_model.eval.data import decode_compressed_counts
-from spvis_model.eval.ytvis import YTVISEvaluator
+from spvis_model.eval.ytvis import YTVISEvaluator, mask_areas
 
 approx = pytest.approx
 
@@ -88,7 +98,11 @@ def test_video_iou_062_gives_ap_03():
     assert out["AP75"] == 0.0
 
 
-def test_video_iou_matches_brute_force_on_random_masks():
+@pytest.mark.parametrize("strategy", ["merge", "iou"])
+def test_video_iou_matches_brute_force_on_random_masks(monkeypatch, strategy):
+    # Both ways of computing the intersections (one merge per pair and frame, or one iou call
+    # per frame) must give the exact counts.
+    monkeypatch.setattr(ytvis, "_MERGE_US", 0.0 if strategy == "merge" else 1e9)
     rng = np.random.default_rng(3)
     length = 5
 
@@ -240,3 +254,75 @@ def test_polygon_ground_truth_is_rasterised_like_pycocotools():
     with pytest.raises(ValueError, match=r"segmentations\[0\]: polygons must be"):
         evaluate({**gt, "annotations": [{**gt["annotations"][0],
                                          "segmentations": [[[1, 2, 3]], None]}]}, [])
+
+
+def test_tracks_longer_than_255_frames():
+    """pycocotools' `area` raises OverflowError on a list of more than 255 masks (a uint8
+    somewhere): a 30 fps bag longer than 8.5 s used to crash `spvis eval`. 300 frames, ground
+    truth uncompressed and compressed, predictions compressed and uncompressed, through loading,
+    AP, the tracking metrics and the whole report."""
+    n = 300
+    h, w = 24, 30
+    a = [box(2, 10, t % 20, t % 20 + 8, h, w) for t in range(n)]
+    b = [None if t % 7 == 0 else box(14, 22, 20 - t % 20, 30 - t % 20, h, w) for t in range(n)]
+    gt = dataset([video(1, n, h, w, fps=30.0)], [gt_ann(1, 1, 1, a), gt_ann(2, 1, 2, b)])
+    gt["annotations"][1]["segmentations"] = [rle(m) for m in b]  # compressed ground truth
+    preds = [pred(1, 1, 0.9, a), {**pred(1, 2, 0.8, b),
+                                   "segmentations": [uncompressed(m) for m in b]}]
+    truth = load_ground_truth(gt)
+    tracks = load_predictions(preds, truth)
+    expected_a = [int(m.sum()) for m in a]
+    expected_b = [0 if m is None else int(m.sum()) for m in b]
+    assert truth.tracks[0].frame_areas.tolist() == expected_a
+    assert truth.tracks[1].frame_areas.tolist() == expected_b
+    assert [t.frame_areas.tolist() for t in tracks] == [expected_a, expected_b]
+    assert mask_areas([r for r in tracks[0].rles if r is not None]).tolist() == expected_a
+    assert evaluate(gt, preds)["AP"] == approx(1.0)
+    out = evaluate_tracking(gt, preds)
+    assert (out["TP"], out["FN"], out["FP"], out["IDSW"]) == (n + n - 43, 0, 0, 0)
+    assert out["HOTA"] == approx(1.0)
+    results = run_evaluation(gt, preds)
+    assert results["errors"]["summary"]["gt_tracks"] == 2
+    assert results["errors"]["summary"]["frames_to_first_detection_max"] == 0.0
+
+
+def test_cocoeval_shortcuts_give_cocoevals_numbers():
+    """`_VideoCOCOeval` skips empty (video, category) units in `evaluate` and accumulates only
+    the categories with ground truth. Stock `COCOeval.evaluate` over every category must give
+    the same stats, for all videos and for each video alone."""
+    from pycocotools.cocoeval import COCOeval
+
+    class Stock(ytvis._VideoCOCOeval):
+        def __init__(self, index: YTVISEvaluator, video_ids: list[int]) -> None:
+            super().__init__(index, video_ids)
+            self.params.catIds = sorted(index.gt.categories)
+
+        evaluate = COCOeval.evaluate
+
+    rng = np.random.default_rng(8)
+    videos, anns, preds = [], [], []
+    for vid in range(1, 7):
+        length = int(rng.integers(2, 5))
+        videos.append(video(vid, length))
+        for _ in range(int(rng.integers(0, 3))):
+            y, x, s = int(rng.integers(0, 25)), int(rng.integers(0, 35)), int(rng.integers(4, 14))
+            masks = [None if rng.random() < 0.2 else box(y, y + s, x, x + s) for _ in range(length)]
+            masks[0] = box(y, y + s, x, x + s)
+            cat = int(rng.integers(1, 4))  # category 4 never has ground truth
+            anns.append(gt_ann(len(anns) + 1, vid, cat, masks, iscrowd=int(rng.random() < 0.1)))
+            for _ in range(int(rng.integers(0, 3))):
+                preds.append(pred(vid, cat if rng.random() < 0.7 else 4,
+                                  float(rng.uniform(0, 1)),
+                                  [None if m is None else np.roll(m, int(rng.integers(-3, 4)), 1)
+                                   for m in masks]))
+        preds.append(pred(vid, int(rng.integers(1, 5)), float(rng.uniform(0, 1)),
+                          [box(0, 5, 0, 5)] * length))  # a false positive
+    gt = {**dataset(videos, anns), "categories": [{"id": c, "name": f"c{c}"} for c in range(1, 5)]}
+    ev = YTVISEvaluator(gt, preds)
+    for ids in [list(ev.gt.videos), *[[v] for v in ev.gt.videos]]:
+        stock = Stock(ev, ids)
+        with contextlib.redirect_stdout(io.StringIO()):
+            stock.evaluate()
+            stock.accumulate()
+            stock.summarize()
+        assert list(ev.summary(ids).values()) == [float(v) for v in stock.stats[:8]], ids

@@ -4,7 +4,9 @@ Public API (imported on first use, so `spvis info` does not load pycocotools or 
 
 - `evaluate(gt, predictions) -> dict`: AP, AP50, AP75, APs, APm, APl, AR1, AR10 (`ytvis`).
 - `evaluate_tracking(gt, predictions, score_threshold=0.5) -> dict`: HOTA, DetA, AssA, MOTSA,
-  IDF1, IDSW, ... (`tracking`).
+  IDF1, IDSW, ... (`tracking`; classes scored one by one, as trackeval's YouTube-VIS reader).
+- `error_breakdown(gt, tracks, score_threshold) -> ErrorBreakdown`: missed, late, fragmented,
+  class-flipped ground-truth tracks; one-frame and false-positive tracker tracks (`errors`).
 - `run_evaluation(...)`, `write_outputs(...)`: everything, with per-video rows, frame-rate and
   occlusion buckets, JSON/markdown/PNG outputs (`report`).
 - `results_from_tracks(video_id, frames, category_ids)`: tracker outputs -> results list
@@ -24,6 +26,8 @@ _EXPORTS = {
     "video_iou": "ytvis",
     "evaluate_tracking": "tracking",
     "TrackingEvaluator": "tracking",
+    "error_breakdown": "errors",
+    "ErrorBreakdown": "errors",
     "run_evaluation": "report",
     "write_outputs": "report",
     "results_from_tracks": "results",
@@ -34,10 +38,12 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ErrorBreakdown",
     "FrameInstances",
     "FrameOutput",
     "TrackingEvaluator",
     "YTVISEvaluator",
+    "error_breakdown",
     "evaluate",
     "evaluate_tracking",
     "load_ground_truth",
@@ -50,6 +56,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from spvis_model.eval.data import load_ground_truth, load_predictions
+    from spvis_model.eval.errors import ErrorBreakdown, error_breakdown
     from spvis_model.eval.report import run_evaluation, write_outputs
     from spvis_model.eval.results import FrameInstances, FrameOutput, results_from_tracks
     from spvis_model.eval.tracking import TrackingEvaluator, evaluate_tracking

@@ -13,14 +13,20 @@ Ground truth (`GroundTruth`) is a dataset JSON::
 
 Results (predictions) are the standard list ``[{video_id, category_id, score, segmentations}]``
 with one RLE (compressed string counts or uncompressed integer counts) or None per frame.
+
+Loading is two passes: the entries' fields are checked one by one, and every frame's RLE is
+collected and then checked with all the others at once (`spvis_model.eval.rle`): decoding the
+masks one at a time would cost more than the whole evaluation.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +34,41 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from spvis_model.eval.rle import (
+    check_compressed,
+    check_uncompressed,
+    compressed_problem,
+    decode_compressed_counts,
+    uncompressed_problem,
+)
+
 RLE = dict[str, Any]
 """A COCO run-length encoding: ``{"size": [height, width], "counts": bytes}``."""
 
 GtSource = str | Path | Mapping[str, Any]
 PredSource = str | Path | Sequence[Mapping[str, Any]]
 
-_MAX_TOKEN_CHARS = 7  # 7 x 5 bits covers any uint32 run length
+__all__ = ["RLE", "GroundTruth", "GtSource", "PredSource", "Track", "Video",
+           "decode_compressed_counts", "load_ground_truth", "load_predictions", "paused_gc",
+           "to_rle"]
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (restored on exit, if it was on).
+
+    Loading and scoring a YouTube-VIS-sized file makes a few hundred thousand small dicts and
+    lists; each allocation burst triggers a collection that walks every live container,
+    including the whole parsed input, and that took a third of `evaluate`'s time. Reference
+    counting still frees everything made here; anything that forms a cycle is collected once
+    the collector runs again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -59,7 +93,8 @@ class Track:
     in the source list (annotations or predictions) and is what error messages and reports name.
     `rles[t]` is a compressed RLE or None; `frame_areas[t]` its pixel count (0 where absent).
     `avg_area` is the YouTube-VIS area: mean of the non-zero per-frame areas (for ground truth the
-    JSON `areas` field when given, else the mask areas).
+    JSON `areas` field when given, else the mask areas). `ann_id` is the ground-truth
+    annotation's `id` (None for predictions).
     """
 
     uid: int
@@ -72,11 +107,18 @@ class Track:
     frame_areas: np.ndarray
     avg_area: float
     occlusion: list[float | None] | None = None
+    ann_id: int | None = None
 
     @property
     def present(self) -> np.ndarray:
         """Bool (length,): frames where the track has a non-empty mask."""
         return self.frame_areas > 0
+
+    @property
+    def given(self) -> np.ndarray:
+        """Bool (length,): frames that have a segmentation, even an empty one (what trackeval's
+        YouTube-VIS reader counts as a detection)."""
+        return np.array([r is not None for r in self.rles], dtype=bool)
 
 
 @dataclass
@@ -128,48 +170,103 @@ def _require(entry: Mapping[str, Any], key: str, where: str) -> Any:
     return entry[key]
 
 
-def decode_compressed_counts(counts: bytes) -> np.ndarray:
-    """Decode COCO's compressed RLE counts string into run lengths, int64 (M,).
+class _Masks:
+    """Every frame's RLE of a file, collected for one bulk check.
 
-    Format (pycocotools' rleToString): 5 bits per character offset by 48, 0x20 = "more characters
-    follow", 0x10 on a run's last character = negative, and from the 4th run on each value is
-    stored as the difference to the run two before. pycocotools trusts these strings (a truncated
-    one is read past its end), so results files are decoded and checked here before any
-    pycocotools call. Raises ValueError saying what is wrong.
+    Each mask is a job (track slot, frame, video size, where): compressed counts (bytes) or
+    uncompressed counts (list). `check` decodes them all, raises ValueError naming the first
+    bad one (entry, field, frame), and returns every track's RLEs and per-frame areas.
     """
-    if not counts:
-        raise ValueError("counts string is empty")
-    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    bad = np.flatnonzero((chars < 0) | (chars > 63))
-    if bad.size:
-        raise ValueError(f"counts string has a character outside '0'..'o': "
-                         f"{counts[int(bad[0]):][:1]!r}")
-    more = (chars & 0x20) != 0
-    if more[-1]:
-        raise ValueError("counts string ends inside a run (last character has the "
-                         "continuation bit)")
-    ends = np.flatnonzero(~more)
-    token = np.concatenate(([0], np.cumsum(~more[:-1])))
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    pos = np.arange(chars.size) - starts[token]
-    if pos.max() >= _MAX_TOKEN_CHARS:
-        raise ValueError(f"counts string has a run longer than {_MAX_TOKEN_CHARS} characters")
-    values = np.zeros(ends.size, dtype=np.int64)
-    np.add.at(values, token, (chars & 0x1F) << (5 * pos))
-    negative = (chars[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(1, 5 * (pos[ends][negative] + 1))
-    runs = values.copy()
-    runs[3::2] = np.cumsum(values[1::2])[1:]
-    runs[4::2] = np.cumsum(values[2::2])[1:]
-    return runs
+
+    def __init__(self) -> None:
+        self.slots: list[tuple[str, int, int, int]] = []  # (where, length, height, width)
+        self.compressed: list[bytes] = []
+        self.compressed_jobs: tuple[list[int], list[int]] = ([], [])  # (slots, frames)
+        self.uncompressed: list[list[int]] = []
+        self.uncompressed_jobs: tuple[list[int], list[int]] = ([], [])
+
+    def add_track(self, segs: list[Any], video: Video, where: str) -> None:
+        """Check one entry's `segmentations` list and collect its masks."""
+        if not isinstance(segs, list):
+            raise ValueError(f"{where}.segmentations must be a list, got {type(segs).__name__}")
+        if len(segs) != video.length:
+            raise ValueError(f"{where}.segmentations has {len(segs)} frames, video {video.id} "
+                             f"has {video.length}")
+        slot = len(self.slots)
+        self.slots.append((where, video.length, video.height, video.width))
+        size = [video.height, video.width]
+        comp, comp_slots, comp_frames = self.compressed, *self.compressed_jobs
+        for t, seg in enumerate(segs):
+            if seg is None:
+                continue
+            if type(seg) is dict and seg.get("size") == size and type(
+                    seg["size"][0]) is int and type(seg["size"][1]) is int:
+                counts = seg.get("counts")
+                if type(counts) is str:
+                    comp.append(counts.encode("ascii", errors="replace"))
+                    comp_slots.append(slot)
+                    comp_frames.append(t)
+                    continue
+                if type(counts) is list:
+                    self.uncompressed.append(counts)
+                    self.uncompressed_jobs[0].append(slot)
+                    self.uncompressed_jobs[1].append(t)
+                    continue
+            rle = to_rle(seg, video.height, video.width, f"{where}.segmentations[{t}]",
+                         check_counts=False)
+            if rle is not None:  # bytes counts, or polygons rasterised by pycocotools
+                comp.append(rle["counts"])
+                comp_slots.append(slot)
+                comp_frames.append(t)
+
+    def _problem(self, jobs: tuple[list[int], list[int]], index: int, why: str
+                 ) -> tuple[tuple[int, int], str]:
+        slot, t = jobs[0][index], jobs[1][index]
+        return (slot, t), f"{self.slots[slot][0]}.segmentations[{t}]: {why}"
+
+    def check(self) -> list[tuple[list[RLE | None], np.ndarray]]:
+        """Bulk-check every mask; return (rles, frame_areas int64 (length,)) per track."""
+        pixels = np.array([h * w for _, _, h, w in self.slots] or [0], dtype=np.int64)
+        comp_slots = np.array(self.compressed_jobs[0], dtype=np.int64)
+        unc_slots = np.array(self.uncompressed_jobs[0], dtype=np.int64)
+        comp = check_compressed(self.compressed, pixels[comp_slots])
+        unc, strings = check_uncompressed(self.uncompressed, pixels[unc_slots])
+        errors = []
+        if comp.first_bad >= 0:
+            why = compressed_problem(self.compressed[comp.first_bad],
+                                     int(pixels[comp_slots[comp.first_bad]]))
+            errors.append(self._problem(self.compressed_jobs, comp.first_bad,
+                                        f"malformed compressed RLE: {why}"))
+        if unc.first_bad >= 0:
+            why = uncompressed_problem(self.uncompressed[unc.first_bad],
+                                       int(pixels[unc_slots[unc.first_bad]]))
+            errors.append(self._problem(self.uncompressed_jobs, unc.first_bad, why))
+        if errors:
+            raise ValueError(min(errors)[1])  # the first in file order
+        lengths = np.array([length for _, length, _, _ in self.slots], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(lengths)))
+        flat_areas = np.zeros(int(starts[-1]), dtype=np.int64)
+        rles: list[list[RLE | None]] = [[None] * int(n) for n in lengths.tolist()]
+        sizes = [[h, w] for _, _, h, w in self.slots]
+        for (slots, frames), counts, areas in ((self.compressed_jobs, self.compressed,
+                                                comp.areas),
+                                               (self.uncompressed_jobs, strings, unc.areas)):
+            flat_areas[starts[np.array(slots, dtype=np.int64)] + np.array(frames, np.int64)] \
+                = areas
+            for slot, t, c in zip(slots, frames, counts, strict=True):
+                rles[slot][t] = {"size": sizes[slot], "counts": c}
+        return [(r, flat_areas[starts[k]:starts[k + 1]]) for k, r in enumerate(rles)]
 
 
-def to_rle(seg: object, height: int, width: int, where: str) -> RLE | None:
+def to_rle(seg: object, height: int, width: int, where: str, check_counts: bool = True
+           ) -> RLE | None:
     """Normalise one frame's segmentation to a compressed RLE with bytes counts.
 
     Accepts None (absent), a COCO RLE with compressed (str/bytes) or uncompressed (list of int)
     counts whose `size` must be [height, width], or polygons (a list of [x0, y0, x1, y1, ...]
-    lists). Raises ValueError naming `where` on anything else or on inconsistent counts.
+    lists). Raises ValueError naming `where` on anything else or (with `check_counts`) on
+    inconsistent counts; without it, compressed counts are returned unchecked (the caller
+    checks them in bulk).
     """
     if seg is None:
         return None
@@ -186,23 +283,14 @@ def to_rle(seg: object, height: int, width: int, where: str) -> RLE | None:
         if isinstance(counts, str):
             counts = counts.encode("ascii", errors="replace")
         if isinstance(counts, bytes):
-            try:
-                runs = decode_compressed_counts(counts)
-            except ValueError as err:
-                raise ValueError(f"{where}: malformed compressed RLE: {err}") from err
-            if runs.min() < 0 or int(runs.sum()) != n_pixels:
-                raise ValueError(f"{where}: malformed compressed RLE: runs (min {int(runs.min())}) "
-                                 f"cover {int(runs.sum())} pixels, size says {n_pixels}")
+            why = compressed_problem(counts, n_pixels) if check_counts else ""
+            if why:
+                raise ValueError(f"{where}: malformed compressed RLE: {why}")
             return {"size": [height, width], "counts": counts}
         if isinstance(counts, list):
-            if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-                raise ValueError(f"{where}: uncompressed RLE counts must be integers")
-            arr = np.asarray(counts, dtype=np.int64)
-            if arr.size and arr.min() < 0:
-                raise ValueError(f"{where}: uncompressed RLE has a negative count {int(arr.min())}")
-            if int(arr.sum()) != n_pixels:
-                raise ValueError(f"{where}: uncompressed RLE counts cover {int(arr.sum())} pixels, "
-                                 f"size says {n_pixels}")
+            why = uncompressed_problem(counts, n_pixels)
+            if why:
+                raise ValueError(f"{where}: {why}")
             rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
             return {"size": [height, width], "counts": rle["counts"]}
         raise ValueError(f"{where}.counts must be a string or a list of integers, "
@@ -218,28 +306,9 @@ def to_rle(seg: object, height: int, width: int, where: str) -> RLE | None:
     raise ValueError(f"{where} must be an RLE dict, polygons or None, got {type(seg).__name__}")
 
 
-def _frame_areas(rles: list[RLE | None]) -> np.ndarray:
-    areas = np.zeros(len(rles), dtype=np.int64)
-    idx = [t for t, r in enumerate(rles) if r is not None]
-    if idx:
-        areas[idx] = mask_utils.area([rles[t] for t in idx])
-    return areas
-
-
 def _mean_nonzero(values: Sequence[float | None]) -> float:
     kept = [v for v in values if v]
     return float(np.mean(kept)) if kept else 0.0
-
-
-def _segmentations(entry: Mapping[str, Any], video: Video, where: str) -> list[RLE | None]:
-    segs = _require(entry, "segmentations", where)
-    if not isinstance(segs, list):
-        raise ValueError(f"{where}.segmentations must be a list, got {type(segs).__name__}")
-    if len(segs) != video.length:
-        raise ValueError(f"{where}.segmentations has {len(segs)} frames, video {video.id} has "
-                         f"{video.length}")
-    return [to_rle(s, video.height, video.width, f"{where}.segmentations[{t}]")
-            for t, s in enumerate(segs)]
 
 
 def _per_frame_list(entry: Mapping[str, Any], key: str, video: Video, where: str,
@@ -301,6 +370,11 @@ def load_ground_truth(gt: GtSource | GroundTruth) -> GroundTruth:
     """Read and check a YouTube-VIS dataset JSON (a path or the parsed dict)."""
     if isinstance(gt, GroundTruth):
         return gt
+    with paused_gc():
+        return _load_ground_truth(gt)
+
+
+def _load_ground_truth(gt: GtSource) -> GroundTruth:
     source = "<dict>"
     if isinstance(gt, (str, Path)):
         source = str(gt)
@@ -324,7 +398,9 @@ def load_ground_truth(gt: GtSource | GroundTruth) -> GroundTruth:
         if cid in categories:
             raise ValueError(f"gt categories[{i}]: duplicate category id {cid}")
         categories[cid] = str(entry.get("name", cid))
-    tracks: list[Track] = []
+    masks = _Masks()
+    fields: list[tuple[int, int, int, int, bool, list[float | None] | None,
+                       list[float | None] | None]] = []
     seen_ids: set[int] = set()
     for i, entry in enumerate(gt["annotations"]):
         where = f"gt annotations[{i}]"
@@ -345,13 +421,16 @@ def load_ground_truth(gt: GtSource | GroundTruth) -> GroundTruth:
         if crowd not in (0, 1, True, False):
             raise ValueError(f"{where}.iscrowd must be 0 or 1, got {crowd!r}")
         video = videos[vid]
-        rles = _segmentations(entry, video, where)
-        frame_areas = _frame_areas(rles)
+        masks.add_track(_require(entry, "segmentations", where), video, where)
         json_areas = _per_frame_list(entry, "areas", video, where, lo=0.0)
-        avg_area = _mean_nonzero(json_areas if json_areas is not None else frame_areas.tolist())
         occlusion = _per_frame_list(entry, "occlusion", video, where, lo=0.0, hi=1.0)
-        tracks.append(Track(len(tracks) + 1, i, vid, cid, 1.0, bool(crowd), rles, frame_areas,
-                            avg_area, occlusion))
+        fields.append((i, ann_id, vid, cid, bool(crowd), json_areas, occlusion))
+    tracks: list[Track] = []
+    for (i, ann_id, vid, cid, crowd, json_areas, occlusion), (rles, frame_areas) in zip(
+            fields, masks.check(), strict=True):
+        avg_area = _mean_nonzero(json_areas if json_areas is not None else frame_areas.tolist())
+        tracks.append(Track(len(tracks) + 1, i, vid, cid, 1.0, crowd, rles, frame_areas,
+                            avg_area, occlusion, ann_id))
     return GroundTruth(videos, categories, tracks, source)
 
 
@@ -364,12 +443,18 @@ def load_predictions(predictions: PredSource | list[Track], gt: GroundTruth) -> 
     if isinstance(predictions, list) and all(isinstance(p, Track) for p in predictions) \
             and predictions:
         return predictions
+    with paused_gc():
+        return _load_predictions(predictions, gt)
+
+
+def _load_predictions(predictions: PredSource, gt: GroundTruth) -> list[Track]:
     if isinstance(predictions, (str, Path)):
         predictions = _load_json(predictions, "predictions")
     if isinstance(predictions, Mapping) or not isinstance(predictions, Sequence):
         raise ValueError("predictions must be a JSON list of {video_id, category_id, score, "
                          f"segmentations}}, got {type(predictions).__name__}")
-    tracks: list[Track] = []
+    masks = _Masks()
+    fields: list[tuple[int, int, int, float]] = []
     for i, entry in enumerate(predictions):
         where = f"predictions[{i}]"
         if not isinstance(entry, Mapping):
@@ -383,8 +468,9 @@ def load_predictions(predictions: PredSource | list[Track], gt: GroundTruth) -> 
             raise ValueError(f"{where}: category_id {cid} is not in the ground truth's categories "
                              f"{sorted(gt.categories)}")
         score = _number(_require(entry, "score", where), f"{where}.score")
-        rles = _segmentations(entry, gt.videos[vid], where)
-        frame_areas = _frame_areas(rles)
-        tracks.append(Track(len(tracks) + 1, i, vid, cid, score, False, rles, frame_areas,
-                            _mean_nonzero(frame_areas.tolist())))
-    return tracks
+        masks.add_track(_require(entry, "segmentations", where), gt.videos[vid], where)
+        fields.append((i, vid, cid, score))
+    return [Track(k + 1, i, vid, cid, score, False, rles, frame_areas,
+                  _mean_nonzero(frame_areas.tolist()))
+            for k, ((i, vid, cid, score), (rles, frame_areas)) in enumerate(
+                zip(fields, masks.check(), strict=True))]

@@ -6,6 +6,8 @@
 - ``report.md``: tables of the same numbers with the plots linked;
 - ``per_video_ap.png``: per-video AP bar chart (videos sorted by AP);
 - ``idsw_vs_fps.png``: ID switches of each video against its frame rate;
+- ``errors.png``: the error breakdown (`spvis_model.eval.errors`): error counts, covering ids
+  per ground-truth track, frames to first detection;
 - ``worst_video.png``: an overlay strip of the video with the lowest AP (ground truth outlined,
   tracker output filled), on the real frames when they can be read from ``images`` (the GT JSON's
   file_names are relative to it), else on a black canvas, which the figure and report say.
@@ -37,12 +39,14 @@ from spvis_model.eval.data import (
     load_ground_truth,
     load_predictions,
 )
+from spvis_model.eval.error_report import error_markdown, plot_errors
+from spvis_model.eval.errors import error_breakdown
 from spvis_model.eval.tracking import DEFAULT_SCORE_THRESHOLD, TrackingEvaluator
 from spvis_model.eval.ytvis import SUMMARY_KEYS, YTVISEvaluator
 
 MAX_STRIP_FRAMES = 6
 PLOT_FILES = {"per_video_ap": "per_video_ap.png", "idsw_vs_fps": "idsw_vs_fps.png",
-              "worst_video": "worst_video.png"}
+              "errors": "errors.png", "worst_video": "worst_video.png"}
 
 
 def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Track],
@@ -50,14 +54,19 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
                    ) -> dict[str, Any]:
     """AP, tracking metrics, per-video rows and frame-rate / occlusion buckets in one dict.
 
-    Keys: "inputs", "ytvis" (AP..AR10), "tracking" (HOTA, DetA, AssA, MOTSA, IDF1, IDSW, ...),
-    "per_video" (list of rows), "buckets" ({"fps": {...}, "occlusion": {...}}, only non-empty
-    buckets, each with its video ids, "ytvis" and "tracking"), "worst_video" (id or None).
+    Keys: "inputs", "ytvis" (AP..AR10), "tracking" (HOTA, DetA, AssA, MOTSA, IDF1, IDSW, ...;
+    classes detection-averaged), "tracking_class_averaged" (the same, class-averaged),
+    "tracking_per_class" (one row per category), "errors" (the error breakdown: "summary",
+    "gt_tracks" and "tracker_tracks" rows), "per_video" (list of rows), "buckets" ({"fps":
+    {...}, "occlusion": {...}}, only non-empty buckets, each with its video ids, "ytvis",
+    "tracking" and "errors"), "worst_video" (id or None). Per-video rows and buckets carry the
+    error summary of their videos.
     """
     gt = load_ground_truth(gt)
     preds = load_predictions(predictions, gt)
     ap = YTVISEvaluator(gt, preds, progress=progress)
     trk = TrackingEvaluator(gt, preds, score_threshold, progress=progress)
+    errors = error_breakdown(gt, preds, score_threshold)
     ap_per_video = ap.per_video(progress=progress)
     n_preds: dict[int, int] = {vid: 0 for vid in gt.videos}
     for p in preds:
@@ -71,6 +80,7 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
             "occlusion_bucket": occlusion_bucket(occ),
             "gt_tracks": len(gt.tracks_by_video[vid]), "predictions": n_preds[vid],
             "ytvis": ap_per_video[vid], "tracking": trk.summary([vid]),
+            "errors": errors.summary([vid]),
         })
     buckets: dict[str, dict[str, Any]] = {}
     for kind, names in (("fps", FPS_BUCKETS), ("occlusion", OCCLUSION_BUCKETS)):
@@ -79,7 +89,8 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
             ids = [r["video_id"] for r in rows if r[f"{kind}_bucket"] == name]
             if ids:
                 buckets[kind][name] = {"video_ids": ids, "ytvis": ap.summary(ids),
-                                       "tracking": trk.summary(ids)}
+                                       "tracking": trk.summary(ids),
+                                       "errors": errors.summary(ids)}
     scored = [r for r in rows if r["ytvis"]["AP"] >= 0]
     worst = min(scored, key=lambda r: (r["ytvis"]["AP"], -r["tracking"]["IDSW"],
                                        r["tracking"]["IDF1"], r["video_id"]), default=None)
@@ -90,6 +101,10 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
                    "tracker_tracks": sum(len(v) for v in trk.tracker_tracks.values())},
         "ytvis": ap.summary(),
         "tracking": trk.summary(),
+        "tracking_class_averaged": trk.class_averaged(),
+        "tracking_per_class": [{"category_id": cid, "name": gt.categories[cid], **row}
+                               for cid, row in trk.per_class().items()],
+        "errors": errors.as_json(),
         "per_video": rows,
         "buckets": buckets,
         "worst_video": worst["video_id"] if worst else None,
@@ -116,12 +131,18 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 _TRACK_COLS = ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "IDSW")
+_TRACK_KEYS = ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "IDSW", "Frag", "IDP", "IDR")
+_TRACK_HEADER = ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "ID switches", "Frag", "IDP", "IDR")
 
 
 def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note: str | None
                     ) -> str:
     """The report as markdown; `plots` maps plot name -> file name next to the report."""
     inp = results["inputs"]
+    tracking_rows = [["detection-averaged", *[_fmt(results["tracking"][k]) for k in _TRACK_KEYS]]]
+    if "tracking_class_averaged" in results:
+        tracking_rows.append(["class-averaged", *[_fmt(results["tracking_class_averaged"][k])
+                                                  for k in _TRACK_KEYS]])
     lines = [
         "# spvis evaluation report", "",
         f"Ground truth `{inp['gt']}`: {inp['videos']} videos, {inp['categories']} categories, "
@@ -132,10 +153,14 @@ def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note:
         *_table(SUMMARY_KEYS, [[_fmt_ap(results["ytvis"][k]) for k in SUMMARY_KEYS]]), "",
         "`n/a`: no ground-truth track in that area range (the official API reports -1).", "",
         f"## Tracking (predictions with score >= {inp['score_threshold']})", "",
-        *_table(("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "ID switches", "Frag", "IDP", "IDR"),
-                [[_fmt(results["tracking"][k]) for k in
-                  ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "IDSW", "Frag", "IDP", "IDR")]]), "",
+        *_table(("classes combined", *_TRACK_HEADER), tracking_rows), "",
+        "Each category is scored on its own and the categories are then combined as trackeval "
+        "does: detection-averaged (counts summed over categories; the headline) or "
+        "class-averaged (mean over all the dataset's categories).", "",
     ]
+    if "errors" in results:
+        names = {r["category_id"]: r["name"] for r in results.get("tracking_per_class", [])}
+        lines += error_markdown(results, names)
     for kind, title in (("fps", "By frame rate"), ("occlusion", "By occlusion")):
         rows = [[name, str(len(b["video_ids"])), _fmt_ap(b["ytvis"]["AP"]),
                  *[_fmt(b["tracking"][k]) for k in _TRACK_COLS]]
@@ -150,8 +175,9 @@ def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note:
     lines += _table(("video", "frames", "fps", "occlusion", "gt tracks", "predictions", "AP",
                      *_TRACK_COLS), rows)
     lines += ["", "## Plots", ""]
-    for name, title in (("per_video_ap", "Per-video AP"), ("idsw_vs_fps", "ID switches vs frame "
-                                                           "rate"), ("worst_video", "Worst video")):
+    for name, title in (("per_video_ap", "Per-video AP"),
+                        ("idsw_vs_fps", "ID switches vs frame rate"),
+                        ("errors", "Error breakdown"), ("worst_video", "Worst video")):
         if name in plots:
             lines.append(f"![{title}]({plots[name]})")
             lines.append("")
@@ -299,6 +325,9 @@ def write_outputs(results: dict[str, Any], out_dir: str | Path,
     _plot_idsw_vs_fps(results, out / PLOT_FILES["idsw_vs_fps"])
     written["per_video_ap"] = out / PLOT_FILES["per_video_ap"]
     written["idsw_vs_fps"] = out / PLOT_FILES["idsw_vs_fps"]
+    if "errors" in results:
+        plot_errors(results, out / PLOT_FILES["errors"])
+        written["errors"] = out / PLOT_FILES["errors"]
     note = None
     if gt is not None and predictions is not None and results["worst_video"] is not None:
         gt = load_ground_truth(gt)
