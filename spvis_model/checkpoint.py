@@ -101,4 +101,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SPV
         load_state_dict_exact(model, state, source=str(path))
     except StateDictMismatchError as exc:
         raise CheckpointError(str(exc)) from exc
+    model.meta = dict(payload.get("meta") or {})
     return model.to(device).eval()

@@ -87,6 +87,7 @@ class TrackerConfig:
     keep_seconds: float = 5.0
     tentative_seconds: float = 1.0
     detect_score: float = 0.3
+    nms_iou: float = 1.0
     new_track_score: float = 0.5
     active_gate: float = 1.2
     lost_gate: float = 0.6
@@ -95,6 +96,7 @@ class TrackerConfig:
     snapshot_min_score: float = 0.6
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
+    coast_seconds: float = 0.0
     use_reid: bool = True
     use_sim: bool = True
     use_referring: bool = True
@@ -171,10 +173,13 @@ class ModelConfig:
                "(one slot per query)")
         _positive_float("tracker.keep_seconds", tr.keep_seconds)
         _positive_float("tracker.tentative_seconds", tr.tentative_seconds)
+        _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
+               and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
+               "a finite number of seconds >= 0 (0: off)")
         for name in TRACKER_SWITCHES:
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
-        for name in ("detect_score", "new_track_score", "snapshot_min_score",
+        for name in ("detect_score", "nms_iou", "new_track_score", "snapshot_min_score",
                      "snapshot_min_visibility", "output_score"):
             _unit_float(f"tracker.{name}", getattr(tr, name))
         for name in ("active_gate", "lost_gate", "iou_weight", "correction_margin"):

@@ -69,6 +69,7 @@ class SPVIS(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(backbone.pixel_std).view(3, 1, 1),
                              persistent=False)
         self.precision = "float32"
+        self.meta: dict = {}  # provenance from the checkpoint (`save(meta=...)`), e.g. "kind"
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod

@@ -37,7 +37,7 @@ from std_srvs.srv import SetBool, Trigger
 from spvis_model.checkpoint import CheckpointError
 from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
-from spvis_model.weights import default_checkpoint
+from spvis_model.weights import default_checkpoint, demo_notice
 from spvis_ros import messages
 from spvis_ros.dds import use_default_profile
 from spvis_ros.image_conversion import (
@@ -86,6 +86,9 @@ class SpvisNode(Node):
             f"{'CPU+CUDA' if with_cuda() else 'CPU'}; cameras {self.params.cameras} "
             f"({self.params.transport}, input QoS {self.params.input_reliability} depth "
             f"{self.params.input_depth})")
+        notice = demo_notice(self.model)
+        if notice:
+            self.get_logger().warning(f"spvis: {notice}")
 
     # --- start-up ------------------------------------------------------------------------------
     def _load_model(self) -> SPVIS:

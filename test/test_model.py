@@ -207,3 +207,21 @@ def test_checkpoint_loading_runs_no_code(tmp_path):
         with pytest.raises(CheckpointError):
             SPVIS.from_checkpoint(tmp_path / name)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_demo_checkpoint_says_so_and_settings_never_touch_the_config(tmp_path):
+    from spvis_model.tracker.settings import TrackSettings
+    from spvis_model.weights import demo_notice
+
+    model = build_model("tiny").eval()
+    assert demo_notice(model) is None
+    model.save(tmp_path / "demo.pt", meta={"kind": "demo"})
+    demo = SPVIS.from_checkpoint(tmp_path / "demo.pt")
+    notice = demo_notice(demo)
+    assert notice is not None and "DEMO model" in notice and "object" in notice
+    before = dataclasses.asdict(demo.cfg.tracker)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    state = demo.init_state()
+    state, _ = demo.step(state, frame, 0.0, TrackSettings(keep_seconds=123.0,
+                                                          tentative_seconds=0.25))
+    assert dataclasses.asdict(demo.cfg.tracker) == before

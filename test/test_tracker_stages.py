@@ -181,9 +181,34 @@ def test_expire_by_time_per_status():
         {"status": TENTATIVE, "last_seen": 9.5},
         {"status": ACTIVE, "last_seen": 0.0},
     ], m=5)
-    out = expire(state, 10.0, TrackSettings(keep_seconds=5.0, tentative_seconds=1.0))
+    settings = TrackSettings(keep_seconds=5.0, tentative_seconds=1.0)
+    nothing = torch.zeros(5, dtype=torch.bool)
+    out = expire(state, 10.0, settings, nothing)
     assert out.status.tolist() == [FREE, LOST, FREE, TENTATIVE, ACTIVE]
     assert out.ids[0] == -1 and not out.snap_valid[0].any()
+    # A track matched on this frame never expires, however long it was away.
+    seen = torch.tensor([True, False, True, False, False])
+    assert expire(state, 10.0, settings, seen).status.tolist() == [
+        LOST, LOST, TENTATIVE, TENTATIVE, ACTIVE]
+
+
+def test_tentative_tracks_confirm_at_one_frame_per_second_with_a_short_budget():
+    from tracker_scenes import StubHeads, region, scene
+
+    from spvis_model.config import preset
+    from spvis_model.tracker.tracker import Tracker
+
+    cfg = dataclasses.replace(preset("tiny").tracker, tentative_seconds=0.5)
+    torch.manual_seed(0)
+    tracker, heads = Tracker(cfg, 64, 64, 3, 2).eval(), StubHeads(64)
+    state = tracker.init_state()
+    ids = []
+    with torch.no_grad():
+        for t in range(4):  # 1 fps: every gap is longer than the tentative budget
+            state, r = tracker.step(state, scene({1: region(2, 2)}), float(t), heads)
+            ids.append(int(r.ids[r.visible][0]))
+    assert len(set(ids)) == 1
+    assert int((state.status == ACTIVE).sum()) == 1
 
 
 def test_advance_transitions():
@@ -214,3 +239,15 @@ def test_settings_validation_and_method_table():
     with pytest.raises(ValueError, match=r"tentative_seconds = nan"):
         TrackSettings(keep_seconds=1.0, tentative_seconds=float("nan"))
     assert set(METHODS) == set(ASSOCIATIONS)
+
+
+def test_mask_nms_keeps_the_best_of_overlapping_candidates():
+    from spvis_model.tracker.detections import mask_nms
+
+    low = torch.stack([square(0, 0), square(0, 0), square(0, 1), square(2, 2)])
+    score = torch.tensor([0.6, 0.9, 0.8, 0.7])
+    cand = torch.arange(4)
+    # 1 (0.9) suppresses 0 (same mask); 2 overlaps 1 by 1/3 (kept at 0.5, gone at 0.3).
+    assert mask_nms(cand, score, low, 0.5).tolist() == [1, 2, 3]
+    assert mask_nms(cand, score, low, 0.3).tolist() == [1, 3]
+    assert mask_nms(cand[:1], score, low, 0.3).tolist() == [0]

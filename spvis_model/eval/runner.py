@@ -7,6 +7,7 @@ else YouTube-VIS's annotation rate (6 fps: every fifth frame of a 30 fps video).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
     from spvis_model.eval.data import load_ground_truth
     from spvis_model.eval.results import results_from_tracks
     from spvis_model.model import SPVIS
+    from spvis_model.weights import demo_notice
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -73,6 +75,9 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
         raise ValueError(f"image directory {images} does not exist (give --images DIR: the "
                          "folder the dataset's file_names are relative to)")
     model = SPVIS.from_checkpoint(checkpoint, device=device)
+    notice = demo_notice(model)
+    if notice:
+        print(f"spvis eval: {notice}", file=sys.stderr)
     if association is not None:
         set_association(model, association)
     mapping = category_mapping(model.class_names, gt.categories, str(data))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from spvis_model.tracker.geometry import lowres, normalised_cxcywh
+from spvis_model.tracker.geometry import lowres, normalised_cxcywh, soft_iou
 from spvis_model.tracker.types import FrameFeatures
 
 
@@ -40,17 +40,50 @@ class Detections:
         return self.embed.shape[0]
 
 
-def detections_from(feats: FrameFeatures, mask_res: int, detect_score: float) -> Detections:
+def detections_from(feats: FrameFeatures, mask_res: int, detect_score: float,
+                    nms_iou: float = 1.0) -> Detections:
     """Prepare a frame's detections (see `Detections`); masks are cropped to the valid frame
-    area before pooling, so R×R covers the frame and not the padding."""
+    area before pooling, so R×R covers the frame and not the padding. Candidates whose mask
+    overlaps a better-scoring candidate's by more than `nms_iou` are duplicates of it and left
+    out (1.0: keep all)."""
     h, w = feats.valid_hw
     class_score = feats.pred_logits.softmax(-1)[:, :-1].max(-1).values
     low = lowres(feats.pred_masks[:, :h, :w], mask_res).sigmoid()
-    inside = (low > 0.5).float()
-    mask_score = (low * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp_min(1)
-    score = class_score * mask_score
+    score = class_score * mask_quality(low)
+    cand = torch.nonzero(score >= detect_score).flatten()
+    if nms_iou < 1.0:
+        cand = mask_nms(cand, score, low, nms_iou)
     return Detections(
         embed=feats.query_embed, unit=F.normalize(feats.query_embed, dim=-1), score=score,
         low=low, box=normalised_cxcywh(low),
-        pooled_features=lowres(feats.mask_features[:, :h, :w], mask_res),
-        candidates=torch.nonzero(score >= detect_score).flatten())
+        pooled_features=lowres(feats.mask_features[:, :h, :w], mask_res), candidates=cand)
+
+
+def mask_quality(prob: torch.Tensor) -> torch.Tensor:
+    """Mean mask probability inside each mask (prob > 0.5), 0 for an empty mask: (N, R, R)
+    -> (N,)."""
+    inside = (prob > 0.5).float()
+    return (prob * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp_min(1)
+
+
+def mask_nms(cand: torch.Tensor, score: torch.Tensor, low: torch.Tensor,
+             iou: float) -> torch.Tensor:
+    """Greedy non-maximum suppression on soft mask IoU.
+
+    Args:
+        cand: (D,) candidate indices; score: (N,); low: (N, R, R) mask probabilities.
+        iou: a candidate overlapping a kept, better-scoring one by more than this goes.
+
+    Returns:
+        (D',) the kept candidates, in index order.
+    """
+    if cand.numel() < 2:
+        return cand
+    order = cand[score[cand].argsort(descending=True)]
+    overlap = soft_iou(low[order], low[order])
+    keep = torch.ones(order.numel(), dtype=torch.bool, device=cand.device)
+    # A candidate is suppressed by any better kept one; rows are visited best first.
+    for i in range(1, order.numel()):
+        if bool((overlap[i, :i][keep[:i]] > iou).any()):
+            keep[i] = False
+    return order[keep].sort().values

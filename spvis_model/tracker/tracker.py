@@ -1,7 +1,9 @@
 """The SPVIS tracker step, stage by stage, as the design reads:
 
-    detections → expire → SIM → associate (PGT a) → births → refer (PGT b)
+    detections → SIM → associate (PGT a) → expire → births → refer (PGT b)
                → correct (PGT c) → RCP + heads → life cycle and memory
+
+(Expiry follows association so that a track always gets one more frame, see `lifecycle`.)
 
 `Tracker` holds weights only. `Tracker.step(state, feats, stamp, heads, settings)` takes a
 `TrackerState` and returns a new one (rebuilt with `dataclasses.replace`) with the frame's
@@ -14,7 +16,6 @@ own module (`detections`, `lifecycle`, `association`, `correction`, `memory`) or
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
@@ -24,12 +25,13 @@ from torch import nn
 from spvis_model.config import TrackerConfig
 from spvis_model.tracker.association import associate, match_cost
 from spvis_model.tracker.correction import corrected_assignment
-from spvis_model.tracker.detections import Detections, detections_from
+from spvis_model.tracker.detections import Detections, detections_from, mask_quality
 from spvis_model.tracker.geometry import normalised_cxcywh, time_encoding
 from spvis_model.tracker.layers import BoxEncoding
 from spvis_model.tracker.lifecycle import (
     advance,
     allocate_slots,
+    coasting,
     expire,
     place_births,
     select_births,
@@ -41,8 +43,6 @@ from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.sim import SpatialInteraction
 from spvis_model.tracker.state import FREE, TrackerState
 from spvis_model.tracker.types import FrameFeatures, TrackStep
-
-MISSING_PRIOR = math.log(0.05 / 0.95)  # visibility logit prior of an unmatched track
 
 
 @dataclass
@@ -139,11 +139,11 @@ class Tracker(nn.Module):
         """
         cfg = self.cfg
         settings = settings or TrackSettings.from_config(cfg)
-        dets = detections_from(feats, cfg.mask_res, cfg.detect_score)
-        state = expire(state, stamp, settings)
+        dets = detections_from(feats, cfg.mask_res, cfg.detect_score, cfg.nms_iou)
         since = (stamp - state.last_seen).float().clamp_min(0)
         spatial = self._spatial(state, since, feats)
         assoc = associate(state, dets, cfg)
+        state = expire(state, stamp, settings, assoc.match >= 0)
         births = select_births(dets, assoc.match, cfg.new_track_score)
         slots = allocate_slots(state, assoc.match >= 0, births.numel())
         state, born = place_births(state, births, slots, stamp)
@@ -155,8 +155,10 @@ class Tracker(nn.Module):
             live = self._correct(heads, live, refined, dets)
         out = self._heads(heads, state, live, since, refined, dets, feats)
         new_state = self._write(state, stamp, live, out, dets)
+        visible = live.matched | coasting(state, live.slots, live.matched, out.visibility,
+                                          out.low, stamp, cfg.coast_seconds)
         result = TrackStep(
-            slots=live.slots, ids=new_state.ids[live.slots], visible=live.matched,
+            slots=live.slots, ids=new_state.ids[live.slots], visible=visible,
             det_index=live.det, class_logits=out.class_logits,
             running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
             visibility=out.visibility, score=new_state.score[live.slots],
@@ -223,13 +225,16 @@ class Tracker(nn.Module):
             query = refined
         ref = torch.where(live.born[:, None], F.normalize(e_m, dim=-1), state.ref[live.slots])
         class_logits = heads.class_embed(query) + self.class_delta(torch.cat([ref, query], 1))
-        prior = torch.where(live.matched, torch.logit(score_m.clamp(0.05, 0.99)),
-                            torch.full_like(score_m, MISSING_PRIOR))
+        low = _mask_logits(heads, query, dets.pooled_features).sigmoid()
+        # Visibility prior: the matched detection's score; for an unmatched track, the same
+        # score of its own propagated query on this frame (class confidence × mask quality).
+        own = class_logits.softmax(-1)[:, :-1].max(-1).values * mask_quality(low)
+        prior = torch.logit(torch.where(live.matched, score_m, own.detach()).clamp(0.05, 0.99))
         return TrackOutputs(
             query=query, class_logits=class_logits,
             mask_logits=_mask_logits(heads, query, feats.mask_features),
             visibility=torch.sigmoid(prior + self.visibility_head(query)[:, 0]),
-            low=_mask_logits(heads, query, dets.pooled_features).sigmoid().detach())
+            low=low.detach())
 
     def _write(self, state: TrackerState, stamp: float, live: LiveTracks, out: TrackOutputs,
                dets: Detections) -> TrackerState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "spvis_lite0.pt"
 
@@ -14,3 +15,18 @@ def default_checkpoint() -> Path:
             f"no model is shipped at {DEFAULT_CHECKPOINT} yet (the trained lite0 demo model "
             "arrives with the training work); pass a checkpoint file explicitly")
     return DEFAULT_CHECKPOINT
+
+
+DEMO_KIND = "demo"
+
+
+def demo_notice(model: Any) -> str | None:
+    """What a user must be told once, at start, when `model` is a demo model (checkpoint meta
+    ``kind: demo``), else None."""
+    if getattr(model, "meta", {}).get("kind") != DEMO_KIND:
+        return None
+    names = ", ".join(model.class_names)
+    return (f"this is the DEMO model: it knows only the synthetic generator's classes ({names}) "
+            "and has never seen a real object class, so on camera images it should publish "
+            "(almost) nothing. For real objects, pass checkpoint:=<a model trained on your data> "
+            "(docs/training.md).")
