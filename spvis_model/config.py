@@ -86,6 +86,7 @@ class TrackerConfig:
     mask_res: int = 32
     keep_seconds: float = 5.0
     tentative_seconds: float = 1.0
+    tentative_intervals: float = 0.0
     detect_score: float = 0.3
     nms_iou: float = 1.0
     new_track_score: float = 0.5
@@ -173,6 +174,9 @@ class ModelConfig:
                "(one slot per query)")
         _positive_float("tracker.keep_seconds", tr.keep_seconds)
         _positive_float("tracker.tentative_seconds", tr.tentative_seconds)
+        _check(_is_number(tr.tentative_intervals) and math.isfinite(tr.tentative_intervals)
+               and tr.tentative_intervals >= 0, "tracker.tentative_intervals",
+               tr.tentative_intervals, "a finite number >= 0 (0: seconds only)")
         _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
                and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
                "a finite number of seconds >= 0 (0: off)")

@@ -7,7 +7,8 @@
               FREE ◄──────────(keep_seconds unseen, or evicted)────────┘
 
 - A newborn track is TENTATIVE; a tentative track that misses a frame stays tentative (it
-  waits for a second sighting for `tentative_seconds`) instead of being dropped.
+  waits for a second sighting for `tentative_seconds`, or `tentative_intervals` frame
+  intervals when the stream is slower) instead of being dropped.
 - A confirmed track that is not matched is LOST. It stays re-identifiable for `keep_seconds`
   (long by default: objects come back after tens of seconds).
 - When a birth needs a slot and none is free, a slot is taken from a track that is not
@@ -63,8 +64,19 @@ def expire(state: TrackerState, stamp: float, settings: TrackSettings,
     """
     since = stamp - state.last_seen
     gone = ~matched & (((state.status == LOST) & (since > settings.keep_seconds)) | (
-        (state.status == TENTATIVE) & (since > settings.tentative_seconds)))
+        (state.status == TENTATIVE) & (since > tentative_budget(state, stamp, settings))))
     return free_slots(state, gone)
+
+
+def tentative_budget(state: TrackerState, stamp: float, settings: TrackSettings) -> float:
+    """How long a tentative track waits for its second sighting: `tentative_seconds`, or
+    `tentative_intervals` frame intervals of the stream when that is longer (the interval is
+    this frame's distance to the previous one), so a slow stream gives a new track as many
+    chances as a fast one. Seconds either way, never a frame count."""
+    budget = settings.tentative_seconds
+    if state.has_stamp() and settings.tentative_intervals > 0:
+        budget = max(budget, settings.tentative_intervals * (stamp - float(state.last_stamp)))
+    return budget
 
 
 def free_slots(state: TrackerState, slots: torch.Tensor) -> TrackerState:
