@@ -15,9 +15,9 @@ Choice of profile, first match wins:
 
 1. ``FASTDDS_DEFAULT_PROFILES_FILE`` (or the deprecated ``FASTRTPS_DEFAULT_PROFILES_FILE``)
    already set and not empty: the user's own profile, left alone.
-2. ``SPVIS_FASTDDS_PROFILE`` set: empty = no profile (Fast DDS defaults); otherwise the path of
-   the profile to use (must exist). The launch file sets it from its ``fastdds_profile``
-   argument.
+2. ``SPVIS_FASTDDS_PROFILE`` set: empty or ``none`` = no profile (Fast DDS defaults); otherwise
+   the path of the profile to use (must exist; ``~`` is expanded). The launch file sets it from
+   its ``fastdds_profile`` argument.
 3. The shipped profile, :func:`fastdds_profile_path`.
 
 No other variable is needed: measured with rmw_fastrtps_cpp 9.3 / Fast DDS 3.2, the profile's
@@ -38,6 +38,7 @@ PROFILE_NAME = "fastdds_shm.xml"
 PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
 LEGACY_PROFILE_VAR = "FASTRTPS_DEFAULT_PROFILES_FILE"
 CHOICE_VAR = "SPVIS_FASTDDS_PROFILE"
+NO_PROFILE = "none"  # SPVIS_FASTDDS_PROFILE / the launch argument: Fast DDS defaults
 
 
 def _candidates() -> list[Path]:
@@ -92,8 +93,8 @@ def apply_default_profile(env: Mapping[str, str]) -> dict[str, str]:
     choice = out.get(CHOICE_VAR)
     if choice is None:
         out[PROFILE_VAR] = str(fastdds_profile_path())
-    elif choice.strip():
-        path = Path(choice).expanduser()
+    elif choice.strip() and choice.strip().lower() != NO_PROFILE:
+        path = Path(choice.strip()).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{CHOICE_VAR}={choice!r}: no such file")
         out[PROFILE_VAR] = str(path.resolve())

@@ -1,17 +1,35 @@
 """The spvis ROS 2 node: camera images in, instance masks with persistent track ids out.
 
-Threads: the executor runs subscriptions, services, parameter changes and diagnostics; it never
-waits on the model. Each subscription callback only hands its message to its camera's `Stream`
-(newest frame wins, replaced frames are counted as dropped). One worker thread takes pending
-frames round-robin across cameras, converts them, runs `model.step` with that camera's own
-`TrackerState`, and publishes. Header stamps drive time; outputs carry the input header.
+A lifecycle node (rclpy.lifecycle), managed by hand (``ros2 lifecycle set``), by nav2's
+lifecycle manager, or by itself (``autostart``, the default, so ``ros2 run`` just works):
 
-    ros2 run spvis_ros spvis_node --ros-args -p cameras:="[front]" -r front/image:=/cam/image_raw
+- construction: parameters are declared from `spvis_ros.params` (read-only start-up ones with
+  their descriptors) and checked; a bad value stops the process with exit status 2;
+- configure: loads the model onto its device, creates the publishers, services and the
+  diagnostics timer (a bad checkpoint or device fails the transition; with autostart the
+  process then exits with status 2);
+- activate: subscribes to the cameras and starts the inference worker; publishes the latched
+  ``class_names`` and ``label_info``;
+- deactivate: unsubscribes and stops the worker (nothing more is published; tracker states are
+  kept);
+- cleanup: destroys publishers and services and frees the model (and the GPU memory it held);
+- shutdown: all of the above from any state; the process then exits with status 0.
+
+Threads: the executor runs subscriptions, services, parameter changes, transitions and
+diagnostics; it never waits on the model. Each subscription callback only hands its message to
+its camera's `Stream` (newest frame wins, replaced frames are counted as dropped). One worker
+thread takes pending frames round-robin across cameras, converts them, runs `model.step` with
+that camera's own `TrackerState` and the `TrackSettings` built from the parameters, and
+publishes. Header stamps drive time; outputs carry the input header.
+
+    ros2 run spvis_ros spvis_node --ros-args -p cameras:="[front]" \\
+        -r front/image_raw:=/cam/image_raw
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import resource
@@ -24,38 +42,49 @@ from typing import Any
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from spvis_msgs.msg import InstanceArray
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from spvis_model.checkpoint import CheckpointError
 from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
+from spvis_model.tracker.settings import TrackSettings
 from spvis_model.weights import default_checkpoint, demo_notice
 from spvis_ros import messages
 from spvis_ros.dds import use_default_profile
-from spvis_ros.image_conversion import (
-    ImageConversionError,
-    compressed_to_rgb,
-    image_to_rgb,
-    labels_to_image,
-    rgb_to_image,
+from spvis_ros.image_conversion import ImageConversionError, labels_to_image, rgb_to_image
+from spvis_ros.params import (
+    PARAMETERS,
+    SPECS,
+    NodeParams,
+    ParameterError,
+    check_change,
+    check_value,
+    coerce_override,
+    descriptor,
+    unknown_parameter_warning,
 )
-from spvis_ros.params import PARAMETERS, NodeParams, ParameterError, check_change
-from spvis_ros.streams import Stream
+from spvis_ros.streams import Stream, assess_health
+from spvis_ros.transports import DEFAULT_BASE_TOPIC, by_name
+
+EXIT_BAD_START = 2
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
 
 
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, checkpoint, device); the message says why."""
 
 
-class SpvisNode(Node):
+class SpvisNode(LifecycleNode):
     """See the module docstring. Parameters: spvis_ros.params.PARAMETERS."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -64,33 +93,183 @@ class SpvisNode(Node):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default,
-                                   ParameterDescriptor(description=spec.doc))
-        try:
-            self.params = NodeParams.from_values(
-                {s.name: self.get_parameter(s.name).value for s in PARAMETERS})
-        except ParameterError as exc:
-            raise StartupError(str(exc)) from exc
-        self.model = self._load_model()
-        self.enabled = True
         self._lock = threading.Lock()
+        self.model: SPVIS | None = None
+        self.device = ""
+        self.failure = ""  # why the last configure failed
+        self.enabled = True
+        self.active = False
+        self.pubs: dict[str, dict[str, Any]] = {}
+        self._subs: list[Any] = []
+        self._services: list[Any] = []
+        self._timer: Any = None
+        self.diag_pub: Any = None
+        self.params = self._declare_parameters()
         self.streams = {name: Stream(name) for name in self.params.cameras}
-        self._setup_io()
+        self.inputs = {name: self._input_topic(name) for name in self.params.cameras}
+        self.track_settings: TrackSettings | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = threading.Thread(target=self._work, name="spvis-inference", daemon=True)
-        self._worker.start()
         self.get_logger().info(
-            f"spvis: {self.model.cfg.name} model ({len(self.model.class_names)} classes) on "
-            f"{self.device} in {self.model.precision}, MSDeformAttn kernels "
+            f"spvis: node created (unconfigured): cameras {self.params.cameras}, inputs "
+            f"{list(self.inputs.values())} ({self.params.transport}), autostart "
+            f"{self.params.autostart}")
+
+    # --- parameters ----------------------------------------------------------------------------
+    def _declare_parameters(self) -> NodeParams:
+        """Declare every parameter with its descriptor; values given at start are checked first
+        (with our messages, not rclpy's type errors). Unknown ones are warned about."""
+        # The values given with --ros-args / a params file, as rclpy parsed them.
+        overrides = dict(getattr(self, "_parameter_overrides", {}))
+        values: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            raw = overrides[spec.name].value if spec.name in overrides else spec.default
+            try:
+                values[spec.name] = check_value(spec.name, coerce_override(spec.name, raw))
+            except ParameterError as exc:
+                raise StartupError(str(exc)) from None
+        for name in overrides:
+            warning = unknown_parameter_warning(name)
+            if warning is not None:
+                self.get_logger().warning(f"spvis: {warning}")
+        for spec in PARAMETERS:
+            value = values[spec.name]
+            if spec.kind == "string_array" and not value:
+                value = [""]  # rclpy cannot type an empty list; [""] means the same here
+            self.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
+        return NodeParams.from_values(values)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        updates = {}
+        for param in params:
+            if param.name not in SPECS:
+                continue
+            try:
+                updates[param.name] = check_change(param.name, param.value)
+            except ParameterError as exc:
+                self.get_logger().error(str(exc))
+                return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            for name, value in updates.items():
+                setattr(self.params, name, value)
+            if "keep_seconds" in updates and self.track_settings is not None:
+                self.track_settings = dataclasses.replace(
+                    self.track_settings, keep_seconds=updates["keep_seconds"])
+        if "score_threshold" in updates and self.active:
+            self._publish_label_info()
+        return SetParametersResult(successful=True)
+
+    def _input_topic(self, camera: str) -> str:
+        """The resolved input topic of `camera`: image_transport naming, the transport's suffix
+        after the remapped base (``-r cam0/image_raw:=/cam`` -> ``/cam/compressed``)."""
+        base = self.resolve_topic_name(f"{camera}/{DEFAULT_BASE_TOPIC}")
+        return by_name(self.params.transport).topic(base)
+
+    def lifecycle_state(self) -> str:
+        """The current lifecycle state's label (unconfigured, inactive, active, finalized, ...)."""
+        return str(self._state_machine.current_state[1])
+
+    # --- lifecycle transitions ----------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model; create publishers, services and the diagnostics timer."""
+        try:
+            self.model = self._load_model()
+        except StartupError as exc:
+            self.failure = str(exc)
+            self.get_logger().error(f"spvis: configure failed: {exc}")
+            return FAILURE
+        self._create_outputs()
+        model = self.model
+        self.get_logger().info(
+            f"spvis: {model.cfg.name} model ({len(model.class_names)} classes) on "
+            f"{self.device} in {model.precision}, MSDeformAttn kernels "
             f"{'CPU+CUDA' if with_cuda() else 'CPU'}; cameras {self.params.cameras} "
             f"({self.params.transport}, input QoS {self.params.input_reliability} depth "
-            f"{self.params.input_depth})")
-        notice = demo_notice(self.model)
+            f"{self.params.input_depth}); configured")
+        notice = demo_notice(model)
         if notice:
             self.get_logger().warning(f"spvis: {notice}")
+        return super().on_configure(state)
 
-    # --- start-up ------------------------------------------------------------------------------
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Activate the publishers, subscribe, start the worker, publish the latched class maps."""
+        result = super().on_activate(state)
+        if result != SUCCESS:
+            return result
+        self._subscribe()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="spvis-inference", daemon=True)
+        self._worker.start()
+        self.active = True
+        self._publish_class_maps()
+        self.get_logger().info(
+            "spvis: active: " + ", ".join(f"camera {c} <- {t}" for c, t in self.inputs.items()))
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the worker; the publishers stop with the state."""
+        self._deactivate()
+        self.get_logger().info("spvis: inactive: unsubscribed, nothing is published")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Destroy publishers, services and timer; free the model."""
+        self._release()
+        self.get_logger().info(f"spvis: cleaned up: model released{self._memory_note()}")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state: stop, release, then the process ends (see main)."""
+        self._deactivate()
+        self._release()
+        self.get_logger().info(f"spvis: shut down (from {state.label})")
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: release everything and go back to unconfigured."""
+        self.get_logger().error(f"spvis: error in a transition from {state.label}; releasing")
+        self._deactivate()
+        self._release()
+        return SUCCESS
+
+    def _deactivate(self) -> None:
+        self.active = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._stop_worker()
+        for stream in self.streams.values():
+            stream.clear()
+
+    def _release(self) -> None:
+        for pubs in self.pubs.values():
+            for pub in pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+        self.pubs = {}
+        for service in self._services:
+            self.destroy_service(service)
+        self._services = []
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self.diag_pub is not None:
+            self.destroy_publisher(self.diag_pub)
+            self.diag_pub = None
+        for stream in self.streams.values():
+            stream.state = None
+            stream.last_stamp = None
+        self.model = None
+        self.track_settings = None
+        gc.collect()
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _memory_note(self) -> str:
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            mb = torch.cuda.memory_allocated(torch.device(self.device)) / 2**20
+            return f" (CUDA memory allocated now {mb:.1f} MiB)"
+        return ""
+
+    # --- configure / activate ------------------------------------------------------------------
     def _load_model(self) -> SPVIS:
         p = self.params
         if p.device == "auto":
@@ -107,46 +286,70 @@ class SpvisNode(Node):
             path = Path(p.checkpoint) if p.checkpoint else default_checkpoint()
             model = SPVIS.from_checkpoint(path, device=self.device)
             model.set_precision(p.precision)
-        except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"parameter checkpoint = {p.checkpoint!r}: {exc}") from exc
-        self.track_settings = dataclasses.replace(model.default_settings(),
-                                                  keep_seconds=p.keep_seconds)
+        with self._lock:
+            self.track_settings = dataclasses.replace(model.default_settings(),
+                                                      keep_seconds=p.keep_seconds)
         return model
 
-    def _setup_io(self) -> None:
+    def _create_outputs(self) -> None:
+        qos_out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pubs = {}
+        for name, stream in self.streams.items():
+            self.pubs[name] = {
+                "instances": self.create_lifecycle_publisher(InstanceArray, f"{name}/instances",
+                                                             qos_out),
+                "detections": self.create_lifecycle_publisher(Detection2DArray,
+                                                              f"{name}/detections", qos_out),
+                "labels": self.create_lifecycle_publisher(Image, f"{name}/labels", qos_out),
+                "overlay": self.create_lifecycle_publisher(Image, f"{name}/overlay", qos_out),
+            }
+            self._services.append(self.create_service(
+                Trigger, f"{name}/reset",
+                lambda req, res, s=stream: self._on_reset(req, res, [s])))
+        self.pubs[""] = {
+            "class_names": self.create_lifecycle_publisher(String, "class_names", latched),
+            "label_info": self.create_lifecycle_publisher(LabelInfo, "label_info", latched),
+        }
+        self._services += [
+            self.create_service(Trigger, "~/reset", lambda req, res: self._on_reset(
+                req, res, list(self.streams.values()))),
+            self.create_service(SetBool, "~/enable", self._on_enable),
+        ]
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timer = self.create_timer(1.0, self._publish_diagnostics)
+
+    def _subscribe(self) -> None:
         p = self.params
         reliability = (ReliabilityPolicy.BEST_EFFORT if p.input_reliability == "best_effort"
                        else ReliabilityPolicy.RELIABLE)
         qos_in = QoSProfile(depth=p.input_depth, reliability=reliability)
-        qos_out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pubs: dict[str, dict[str, Any]] = {}
-        for name, stream in self.streams.items():
-            if p.transport == "compressed":
-                self.create_subscription(CompressedImage, f"{name}/image/compressed",
-                                         lambda msg, s=stream: self._on_image(s, msg), qos_in)
-            else:
-                self.create_subscription(Image, f"{name}/image",
-                                         lambda msg, s=stream: self._on_image(s, msg), qos_in)
-            self.pubs[name] = {
-                "instances": self.create_publisher(InstanceArray, f"{name}/instances", qos_out),
-                "labels": self.create_publisher(Image, f"{name}/labels", qos_out),
-                "overlay": self.create_publisher(Image, f"{name}/overlay", qos_out),
-            }
-            self.create_service(Trigger, f"{name}/reset",
-                                lambda req, res, s=stream: self._on_reset(req, res, [s]))
-        self.class_names_pub = self.create_publisher(String, "class_names", latched)
-        self.class_names_pub.publish(String(data=json.dumps(self.model.class_names)))
-        self.create_service(Trigger, "~/reset",
-                            lambda req, res: self._on_reset(req, res, list(self.streams.values())))
-        self.create_service(SetBool, "~/enable", self._on_enable)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics)
+        msg_type = by_name(p.transport).message_class()
+        self._subs = [
+            self.create_subscription(msg_type, self.inputs[name],
+                                     lambda msg, s=stream: self._on_image(s, msg), qos_in)
+            for name, stream in self.streams.items()]
+
+    def _publish_class_maps(self) -> None:
+        assert self.model is not None
+        self.pubs[""]["class_names"].publish(String(data=json.dumps(self.model.class_names)))
+        self._publish_label_info()
+
+    def _publish_label_info(self) -> None:
+        model = self.model
+        if model is None or "" not in self.pubs:
+            return
+        with self._lock:
+            threshold = self.params.score_threshold
+        self.pubs[""]["label_info"].publish(messages.label_info(
+            model.class_names, threshold, self.get_clock().now().to_msg()))
 
     # --- executor-side callbacks (never wait on the model) -------------------------------------
-    def _on_image(self, stream: Stream, msg: Image | CompressedImage) -> None:
-        if not self.enabled:
+    def _on_image(self, stream: Stream, msg: Any) -> None:
+        if not self.enabled or not self.active:
             return
         stream.offer(msg)
         self._wake.set()
@@ -169,25 +372,14 @@ class SpvisNode(Node):
         self.get_logger().info(response.message)
         return response
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        updates = {}
-        for param in params:
-            if param.name == "use_sim_time":
-                continue
-            try:
-                updates[param.name] = check_change(param.name, param.value)
-            except ParameterError as exc:
-                self.get_logger().error(str(exc))
-                return SetParametersResult(successful=False, reason=str(exc))
-        with self._lock:
-            for name, value in updates.items():
-                setattr(self.params, name, value)
-                if name == "keep_seconds":
-                    self.track_settings = dataclasses.replace(self.track_settings,
-                                                              keep_seconds=value)
-        return SetParametersResult(successful=True)
-
     # --- the worker ----------------------------------------------------------------------------
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+        self._worker = None
+
     def _work(self) -> None:
         order = list(self.streams.values())
         turn = 0
@@ -203,27 +395,32 @@ class SpvisNode(Node):
             else:
                 self._wake.wait(0.5)
 
-    def _process(self, stream: Stream, msg: Image | CompressedImage, received: float) -> None:
+    def _process(self, stream: Stream, msg: Any, received: float) -> None:
         log = self.get_logger()
+        model = self.model
+        if model is None:
+            return
         stamp = messages.time_to_seconds(msg.header.stamp)
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            rgb = by_name(self.params.transport).decode(
+                msg, on_decoder_message=lambda text: log.warning(
+                    f"camera {stream.name}: frame at stamp {stamp:.3f}: {text}"))
         except ImageConversionError as exc:
             stream.stats.rejected += 1
             log.error(f"camera {stream.name}: dropped frame at stamp {stamp:.3f}: {exc}")
             return
         with self._lock:
-            p = NodeParams(**vars(self.params))
+            p = self.params.copy()
             settings = self.track_settings
         reason = stream.check_time(stamp, p.max_gap_s)
         if stream.state is None:
-            stream.state = self.model.init_state()
+            stream.state = model.init_state()
         elif reason is not None:
             log.info(f"camera {stream.name}: tracks reset ({reason}); ids continue from "
                      f"{int(stream.state.next_id)}")
             stream.state = stream.state.reset()
         try:
-            stream.state, inst = self.model.step(stream.state, rgb, stamp, settings)
+            stream.state, inst = model.step(stream.state, rgb, stamp, settings)
         except (ValueError, RuntimeError) as exc:
             stream.stats.rejected += 1
             stream.state = stream.state.reset()
@@ -231,53 +428,95 @@ class SpvisNode(Node):
                       f"{type(exc).__name__}: {exc}")
             return
         stream.last_stamp = stamp
-        index = messages.select(inst, p.score_threshold, p.max_instances, p.class_filter)
-        pubs = self.pubs[stream.name]
-        pubs["instances"].publish(messages.instance_array(inst, index, msg.header))
-        if p.publish_labels and pubs["labels"].get_subscription_count() > 0:
-            pubs["labels"].publish(labels_to_image(messages.label_image(inst, index), msg.header))
-        if p.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
-            pubs["overlay"].publish(rgb_to_image(messages.overlay(rgb, inst, index), msg.header))
+        try:
+            self._publish(stream, msg.header, rgb, inst, p)
+        except RuntimeError:  # rclpy's RCLError / InvalidHandle: shutting down
+            if self._stop.is_set() or not rclpy.ok(context=self.context):
+                return
+            raise
         now = time.monotonic()
         stream.stats.processed += 1
         stream.stats.latencies.append(now - received)
         stream.stats.done_times.append(now)
         stream.stats.live_tracks = stream.state.num_live()
 
+    def _publish(self, stream: Stream, header: Any, rgb: Any, inst: Any, p: NodeParams) -> None:
+        index = messages.select(inst, p.score_threshold, p.max_instances, p.class_filter)
+        pubs = self.pubs.get(stream.name)
+        if pubs is None or not self.active:
+            return
+        pubs["instances"].publish(messages.instance_array(inst, index, header, p.mask_encoding))
+        if p.publish_detections:
+            pubs["detections"].publish(messages.detection_array(inst, index, header, stream.name,
+                                                                p.id_prefix))
+        if p.publish_labels and pubs["labels"].get_subscription_count() > 0:
+            pubs["labels"].publish(labels_to_image(messages.label_image(inst, index), header))
+        if p.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
+            pubs["overlay"].publish(rgb_to_image(messages.overlay(rgb, inst, index), header))
+
     # --- diagnostics ---------------------------------------------------------------------------
+    def _memory(self) -> tuple[float, float]:
+        """(current, peak) MiB: CUDA memory allocated on a GPU, else this process's RSS."""
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            dev = torch.device(self.device)
+            return (torch.cuda.memory_allocated(dev) / 2**20,
+                    torch.cuda.max_memory_allocated(dev) / 2**20)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        try:
+            with open("/proc/self/statm") as f:
+                pages = int(f.read().split()[1])
+            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20, peak
+        except (OSError, ValueError, IndexError):
+            return peak, peak
+
     def _publish_diagnostics(self) -> None:
+        if self.diag_pub is None:
+            return
         now = time.monotonic()
-        if self.device.startswith("cuda"):
-            memory_mb = torch.cuda.memory_allocated(torch.device(self.device)) / 2**20
-        else:
-            memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        current, peak = self._memory()
+        state = self.lifecycle_state()
+        with self._lock:
+            stale_s = self.params.stale_input_s
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         for name, s in self.streams.items():
             st = s.stats
-            values = {"frame_rate_hz": f"{st.frame_rate(now):.2f}",
-                      "latency_ms": f"{st.latency_ms():.1f}", "processed": str(st.processed),
-                      "dropped": str(st.dropped), "rejected": str(st.rejected),
-                      "resets": str(st.resets), "live_tracks": str(st.live_tracks),
-                      "device": self.device, "device_memory_mb": f"{memory_mb:.1f}",
-                      "enabled": str(self.enabled)}
+            st.record_snapshot(now)
+            level, message = assess_health(st, now, stale_s=stale_s, topic=self.inputs[name],
+                                           active=self.active, enabled=self.enabled)
+            age = "" if st.last_received is None else f"{now - st.last_received:.1f}"
+            values = {"lifecycle_state": state, "input_topic": self.inputs[name],
+                      "frame_rate_hz": f"{st.frame_rate(now):.2f}",
+                      "latency_ms": f"{st.latency_ms():.1f}", "received": str(st.received),
+                      "processed": str(st.processed), "dropped": str(st.dropped),
+                      "rejected": str(st.rejected), "resets": str(st.resets),
+                      "live_tracks": str(st.live_tracks), "last_input_age_s": age,
+                      "device": self.device, "device_memory_mb": f"{current:.1f}",
+                      "device_memory_peak_mb": f"{peak:.1f}",
+                      "memory_kind": "cuda_allocated" if self.device.startswith("cuda")
+                      else "rss", "enabled": str(self.enabled)}
             arr.status.append(DiagnosticStatus(
-                level=DiagnosticStatus.OK if self.enabled else DiagnosticStatus.WARN,
-                name=f"spvis: camera {name}", hardware_id=self.device,
-                message="running" if self.enabled else "disabled",
-                values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+                level=bytes([level]), name=f"spvis: camera {name}", hardware_id=self.device,
+                message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()]))
         self.diag_pub.publish(arr)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
+        self.active = False
+        self._stop_worker()
         super().destroy_node()
 
 
+def _spin(node: SpvisNode, executor: SingleThreadedExecutor) -> None:
+    """Spin until the node is finalized (lifecycle shutdown) or the context shuts down."""
+    while rclpy.ok(context=node.context) and node.lifecycle_state() != "finalized":
+        executor.spin_once(timeout_sec=0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console script `spvis_node` (also `ros2 run spvis_ros spvis_node`)."""
+    """Console script `spvis_node` (also `ros2 run spvis_ros spvis_node`).
+
+    Exit status: 0 after a shutdown (SIGINT, or the lifecycle shutdown transition); 2 when it
+    cannot start (bad parameter; with autostart also a bad checkpoint or device)."""
     # The shared-memory profile must be in place before DDS starts: the node publishes overlay
     # and label images as large as its input (docs/ros.md). A user's own profile is kept.
     use_default_profile()
@@ -287,17 +526,27 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"spvis_node: cannot start: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        return 2
+        return EXIT_BAD_START
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    code = 0
     try:
-        executor.spin()
+        if node.params.autostart:
+            if node.trigger_configure() != SUCCESS:
+                print(f"spvis_node: cannot start: {node.failure or 'configure failed'}",
+                      file=sys.stderr, flush=True)
+                code = EXIT_BAD_START
+            elif node.trigger_activate() != SUCCESS:
+                print("spvis_node: cannot start: activate failed", file=sys.stderr, flush=True)
+                code = EXIT_BAD_START
+        if code == 0:
+            _spin(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

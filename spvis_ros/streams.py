@@ -1,9 +1,16 @@
-"""Per-camera stream bookkeeping, free of ROS: the newest-frame slot, time rules, statistics.
+"""Per-camera stream bookkeeping, free of ROS: the newest-frame slot, time rules, statistics,
+health.
 
 The subscription callback only `offer`s a message to its camera's slot (never blocks); the
 inference worker `take`s the newest pending frame. A frame replaced before it was processed is
 counted as dropped. `check_time` applies the stream time rules: a stamp earlier than the last one
 (a looping bag) or a jump forward of more than `max_gap_s` resets that camera's tracker state.
+
+`assess_health` turns a camera's statistics into a diagnostic level and message, as
+diagnostic_updater users expect: WARN for stale or missing input, a high drop rate or some
+rejected frames; ERROR when every frame of the window was rejected. `record_snapshot` keeps the
+counter history the window rates are computed from (the node calls it once per diagnostics
+period).
 """
 
 from __future__ import annotations
@@ -23,15 +30,51 @@ class Pending:
     received: float
 
 
+OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+HEALTH_WINDOW_S = 5.0
+DROP_WARN_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counters of a stream at one (monotonic) time."""
+
+    time: float
+    received: int
+    processed: int
+    dropped: int
+    rejected: int
+
+
 @dataclass
 class StreamStats:
+    """Counters since start (received = offered to the slot), the newest receive time
+    (monotonic), recent latencies and completion times, and the snapshot history."""
+
+    received: int = 0
     processed: int = 0
     dropped: int = 0
     rejected: int = 0
     resets: int = 0
     live_tracks: int = 0
+    last_received: float | None = None
     latencies: deque = field(default_factory=lambda: deque(maxlen=100))
     done_times: deque = field(default_factory=lambda: deque(maxlen=100))
+    history: deque = field(default_factory=lambda: deque(maxlen=64))
+
+    def record_snapshot(self, now: float) -> None:
+        self.history.append(Snapshot(now, self.received, self.processed, self.dropped,
+                                     self.rejected))
+
+    def window(self, now: float, seconds: float = HEALTH_WINDOW_S) -> Snapshot:
+        """Counter increments over (about) the last `seconds`: against the oldest snapshot
+        taken within them (zeros without history)."""
+        base = next((snap for snap in self.history if now - snap.time <= seconds + 1e-6), None)
+        if base is None:
+            return Snapshot(0.0, 0, 0, 0, 0)
+        return Snapshot(now - base.time, self.received - base.received,
+                        self.processed - base.processed, self.dropped - base.dropped,
+                        self.rejected - base.rejected)
 
     def frame_rate(self, now: float, window: float = 5.0) -> float:
         recent = [t for t in self.done_times if now - t <= window]
@@ -62,6 +105,13 @@ class Stream:
             if self._pending is not None:
                 self.stats.dropped += 1
             self._pending = item
+            self.stats.received += 1
+            self.stats.last_received = item.received
+
+    def clear(self) -> None:
+        """Forget the pending frame (not counted as dropped: processing was stopped)."""
+        with self._lock:
+            self._pending = None
 
     def take(self) -> Pending | None:
         with self._lock:
@@ -88,3 +138,33 @@ class Stream:
             self.last_stamp = None
             self.stats.resets += 1
         return reason
+
+
+def assess_health(stats: StreamStats, now: float, *, stale_s: float, topic: str,
+                  active: bool = True, enabled: bool = True,
+                  window_s: float = HEALTH_WINDOW_S) -> tuple[int, str]:
+    """(level, message) of one camera for /diagnostics; every reason that applies is listed,
+    the level is the worst of them."""
+    if not active:
+        return WARN, "inactive (lifecycle): not processing"
+    if not enabled:
+        return WARN, "disabled (~/enable): not processing"
+    reasons: list[tuple[int, str]] = []
+    if stats.last_received is None:
+        reasons.append((WARN, f"no input received yet on {topic}"))
+    elif now - stats.last_received > stale_s:
+        reasons.append((WARN, f"stale input: last frame on {topic} {now - stats.last_received:.1f}"
+                              f" s ago (stale_input_s = {stale_s:g})"))
+    w = stats.window(now, window_s)
+    if w.rejected and not w.processed:
+        reasons.append((ERROR, f"all {w.rejected} frames of the last {w.time:.0f} s rejected "
+                               "(bad images, see the log)"))
+    elif w.rejected:
+        reasons.append((WARN, f"{w.rejected} of {w.rejected + w.processed} frames of the last "
+                              f"{w.time:.0f} s rejected (see the log)"))
+    if w.received and w.dropped / w.received > DROP_WARN_FRACTION:
+        reasons.append((WARN, f"dropping {100 * w.dropped / w.received:.0f}% of frames (newest "
+                              "frame wins: the model is slower than the input)"))
+    if not reasons:
+        return OK, "running"
+    return max(level for level, _ in reasons), "; ".join(text for _, text in reasons)

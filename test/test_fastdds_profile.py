@@ -77,10 +77,13 @@ def test_apply_default_profile_sets_it_only_when_the_user_did_not(tmp_path):
     assert dds.apply_default_profile({"FASTDDS_DEFAULT_PROFILES_FILE": ""}) == {
         "FASTDDS_DEFAULT_PROFILES_FILE": shipped}
 
-    # SPVIS_FASTDDS_PROFILE: "" = no profile; a path = that profile.
+    # SPVIS_FASTDDS_PROFILE: "" or "none" = no profile; a path = that profile.
     off = dds.apply_default_profile({"SPVIS_FASTDDS_PROFILE": "",
                                      "FASTDDS_DEFAULT_PROFILES_FILE": ""})
     assert off == {"SPVIS_FASTDDS_PROFILE": ""}
+    for spelling in ("none", "None", " NONE "):
+        assert dds.apply_default_profile({"SPVIS_FASTDDS_PROFILE": spelling}) == {
+            "SPVIS_FASTDDS_PROFILE": spelling}
     other = tmp_path / "other.xml"
     other.write_text("<dds/>")
     chosen = dds.apply_default_profile({"SPVIS_FASTDDS_PROFILE": str(other)})

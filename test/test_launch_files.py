@@ -3,22 +3,24 @@
 `launch` / `launch_ros` are not on PyPI, so ``ros2 launch`` cannot run here. These tests:
 
 - byte-compile both files;
-- read them with ``ast``: every ``LaunchConfiguration`` name is declared in the same file, the
-  documented arguments are declared with their documented defaults, the node is
-  ``spvis_ros`` / ``spvis_node`` named ``spvis``, its parameter names are ones the node knows,
-  and the multi-camera example only passes arguments ``spvis.launch.py`` declares;
 - load ``spvis.launch.py`` the way launch does (a module that is *not* in ``sys.modules``; e.g.
-  ``@dataclass`` breaks there) and test ``node_settings``, the pure function that turns the
-  argument strings into parameters, remappings and the Fast DDS profile;
+  ``@dataclass`` breaks there) and check that its arguments are the node's parameter table
+  (`spvis_ros.params`: names, defaults, choices) plus the launch-only ones, that
+  ``generate_launch_description`` and ``_launch_setup`` read exactly that list, and that the
+  node is ``spvis_ros`` / ``spvis_node`` named ``spvis`` with an ``on_exit`` handler;
+- test ``node_settings``, the pure function that turns the argument strings into parameters,
+  remappings and the Fast DDS profile, and ``exit_outcome`` (the node's exit code -> the
+  launch's fate);
 - where ``launch`` and ``launch_ros`` are importable (a ROS machine), also build the launch
-  descriptions and run the OpaqueFunction body against a real ``LaunchContext``.
+  descriptions, run the OpaqueFunction body against a real ``LaunchContext`` and the on_exit
+  handler with real ``ProcessExited`` events.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
-import inspect
+import os
 import py_compile
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -27,35 +29,14 @@ from types import ModuleType
 
 import pytest
 
+from spvis_model.config import TrackerConfig
+from spvis_ros.params import SPECS, launch_default
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "launch" / "spvis.launch.py"
 MULTI = REPO / "launch" / "spvis_multi_camera.launch.py"
 PROFILE = REPO / "config" / "fastdds_shm.xml"
-
-NODE_PARAMETERS = {
-    "checkpoint", "device", "precision", "cameras", "transport", "score_threshold",
-    "max_instances", "keep_seconds", "max_gap_s", "class_filter", "publish_labels",
-    "publish_overlay", "input_reliability", "input_depth", "use_sim_time",
-}
-PASSED_PARAMETERS = {
-    "checkpoint", "device", "precision", "cameras", "transport", "score_threshold",
-    "keep_seconds", "max_gap_s", "use_sim_time",
-}
-DOCUMENTED_DEFAULTS = {
-    "cameras": "cam0",
-    "image_topics": "/camera/image_raw",
-    "namespace": "spvis",
-    "checkpoint": "",
-    "device": "auto",
-    "precision": "float32",
-    "transport": "raw",
-    "score_threshold": "0.5",
-    "keep_seconds": "5.0",
-    "max_gap_s": "5.0",
-    "use_sim_time": "false",
-    "fastdds_profile": None,  # a substitution: $FASTDDS_DEFAULT_PROFILES_FILE or the shipped file
-}
-DEFAULT_ARGS = {k: v for k, v in DOCUMENTED_DEFAULTS.items() if v is not None}
+LAUNCH_ONLY = {"cameras", "image_topics", "namespace", "use_sim_time", "fastdds_profile"}
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -69,23 +50,12 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
     return out
 
 
-def _first_str_arg(call: ast.Call) -> str:
-    assert call.args and isinstance(call.args[0], ast.Constant), ast.dump(call)
-    assert isinstance(call.args[0].value, str), ast.dump(call)
-    return call.args[0].value
-
-
 def _keyword(call: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in call.keywords if k.arg == name), None)
 
 
-def _declared(tree: ast.AST) -> dict[str, ast.expr | None]:
-    declared: dict[str, ast.expr | None] = {}
-    for call in _calls(tree, "DeclareLaunchArgument"):
-        name = _first_str_arg(call)
-        assert name not in declared, f"argument {name} declared twice"
-        declared[name] = _keyword(call, "default_value")
-    return declared
+def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
 
 
 def _load_like_launch(path: Path) -> ModuleType:
@@ -113,40 +83,58 @@ def launch_module() -> ModuleType:
     return _load_like_launch(MAIN)
 
 
+@pytest.fixture(scope="module")
+def multi_module() -> ModuleType:
+    return _load_like_launch(MULTI)
+
+
+@pytest.fixture(scope="module")
+def default_args(launch_module) -> dict[str, str]:
+    """The defaults of every argument as strings (the profile: the shipped file)."""
+    return {a.name: a.default if a.default is not None else str(PROFILE)
+            for a in launch_module.launch_arguments()}
+
+
 @pytest.mark.parametrize("path", [MAIN, MULTI], ids=lambda p: p.name)
 def test_compiles(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
 
 
-@pytest.mark.parametrize("path", [MAIN, MULTI], ids=lambda p: p.name)
-def test_every_launch_configuration_is_declared(path):
-    tree = ast.parse(path.read_text(), str(path))
-    declared = _declared(tree)
-    used = {_first_str_arg(c) for c in _calls(tree, "LaunchConfiguration")}
-    assert used, "no LaunchConfiguration found"
-    assert used <= set(declared), f"used but not declared: {sorted(used - set(declared))}"
-    assert set(declared) <= used, f"declared but never used: {sorted(set(declared) - used)}"
-    assert _calls(tree, "generate_launch_description") == []  # defined, not called
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
-               for n in tree.body)
+def test_arguments_are_the_parameter_table(launch_module):
+    args = launch_module.launch_arguments()
+    names = [a.name for a in args]
+    assert len(names) == len(set(names)), "an argument declared twice"
+    node_args = set(launch_module.NODE_ARGUMENTS)
+    assert set(names) == node_args | LAUNCH_ONLY
+    assert node_args <= set(SPECS)
+    by_name = {a.name: a for a in args}
+    for name in node_args:
+        spec = SPECS[name]
+        assert by_name[name].default == launch_default(name), name
+        assert by_name[name].choices == spec.choices, name
+        assert spec.doc in by_name[name].description, name
+    assert by_name["keep_seconds"].default == str(float(TrackerConfig().keep_seconds))
+    assert by_name["cameras"].default == "cam0"
+    assert by_name["transport"].choices == ("raw", "compressed")
+    assert by_name["fastdds_profile"].default is None  # a substitution, see below
 
 
-def test_documented_arguments_and_defaults(main_tree):
-    declared = _declared(main_tree)
-    assert set(declared) == set(DOCUMENTED_DEFAULTS)
-    for name, default in DOCUMENTED_DEFAULTS.items():
-        node = declared[name]
-        if default is None:
-            assert isinstance(node, ast.Call), f"{name}: expected a substitution default"
-            continue
-        assert isinstance(node, ast.Constant) and node.value == default, (
-            f"{name}: default {ast.unparse(node) if node else None!r}, documented {default!r}")
-    profile_default = ast.unparse(declared["fastdds_profile"])
-    assert "FASTDDS_DEFAULT_PROFILES_FILE" in profile_default or "PROFILE_VAR" in profile_default
-    assert "fastdds_shm.xml" in MAIN.read_text()
+def test_declarations_and_setup_read_launch_arguments(main_tree):
+    """generate_launch_description declares one argument per launch_arguments() entry and
+    _launch_setup hands every one of them to node_settings: no hand-written second list."""
+    generate = _function(main_tree, "generate_launch_description")
+    loops = [n for n in ast.walk(generate) if isinstance(n, ast.For)]
+    assert any(ast.unparse(loop.iter) == "launch_arguments()" for loop in loops)
+    assert len(_calls(generate, "DeclareLaunchArgument")) == 1
+    setup = _function(main_tree, "_launch_setup")
+    settings_call = _calls(setup, "node_settings")
+    assert len(settings_call) == 1 and "launch_arguments()" in ast.unparse(settings_call[0])
+    profile_default = ast.unparse(generate)
+    assert "EnvironmentVariable(PROFILE_VAR" in profile_default
+    assert "fastdds_shm.xml" in profile_default
 
 
-def test_one_spvis_node_with_known_parameters(main_tree, launch_module):
+def test_one_spvis_node_that_shuts_the_launch_down_on_exit(main_tree):
     nodes = _calls(main_tree, "Node")
     assert len(nodes) == 1, "spvis.launch.py starts exactly one node"
     node = nodes[0]
@@ -154,55 +142,67 @@ def test_one_spvis_node_with_known_parameters(main_tree, launch_module):
                        "name": "spvis"}.items():
         arg = _keyword(node, key)
         assert isinstance(arg, ast.Constant) and arg.value == value, f"Node {key}"
-    params = _keyword(node, "parameters")
-    assert isinstance(params, ast.List) and params.elts, "parameters=[{...}] literal expected"
-    names = set()
-    for elt in params.elts:
-        assert isinstance(elt, ast.Dict), "parameters must be dict literals (checked statically)"
-        for key, value in zip(elt.keys, elt.values, strict=True):
-            assert isinstance(key, ast.Constant) and isinstance(key.value, str)
-            names.add(key.value)
-            # Each value is the NodeSettings field of the same name.
-            assert isinstance(value, ast.Attribute) and value.attr == key.value, ast.unparse(value)
-    assert names <= NODE_PARAMETERS, f"unknown to the node: {sorted(names - NODE_PARAMETERS)}"
-    assert names == PASSED_PARAMETERS
-    assert names <= set(launch_module.NodeSettings._fields)
-    assert _keyword(node, "remappings") is not None
+    assert ast.unparse(_keyword(node, "parameters")) == "[settings.parameters]"
+    assert ast.unparse(_keyword(node, "remappings")) == "settings.remappings"
+    assert ast.unparse(_keyword(node, "on_exit")) == "_on_node_exit"
 
 
-def test_node_settings_reads_exactly_the_declared_arguments(main_tree, launch_module):
-    declared = set(_declared(main_tree))
-    signature = set(inspect.signature(launch_module.node_settings).parameters)
-    assert signature == declared
-    setup = next(n for n in main_tree.body
-                 if isinstance(n, ast.FunctionDef) and n.name == "_launch_setup")
-    passed = {k.arg for c in _calls(setup, "node_settings") for k in c.keywords}
-    assert passed == declared
+def test_exit_outcome(launch_module):
+    assert launch_module.exit_outcome(0) == (
+        False, "spvis_node exited (code 0); shutting the launch down")
+    failed, message = launch_module.exit_outcome(2)
+    assert failed and "spvis_node exited with code 2" in message
+    assert launch_module.exit_outcome(-15)[0]
+    assert issubclass(launch_module.NodeExitedError, RuntimeError)
 
 
-def test_node_settings_defaults(launch_module):
-    s = launch_module.node_settings(**DEFAULT_ARGS, fastdds_profile=str(PROFILE))
+def test_node_settings_defaults(launch_module, default_args):
+    s = launch_module.node_settings(**default_args)
     assert s.namespace == "spvis"
-    assert s.cameras == ["cam0"]
-    assert s.remappings == [("cam0/image", "/camera/image_raw")]
-    assert (s.checkpoint, s.device, s.precision, s.transport) == ("", "auto", "float32", "raw")
-    assert (s.score_threshold, s.keep_seconds, s.max_gap_s) == (0.5, 5.0, 5.0)
-    assert all(isinstance(v, float) for v in (s.score_threshold, s.keep_seconds, s.max_gap_s))
-    assert s.use_sim_time is False
+    assert s.remappings == [("cam0/image_raw", "/camera/image_raw")]
+    expected = {name: SPECS[name].default for name in launch_module.NODE_ARGUMENTS}
+    expected.update(cameras=["cam0"], use_sim_time=False)
+    assert s.parameters == expected
+    assert s.parameters["keep_seconds"] == TrackerConfig().keep_seconds
+    assert all(isinstance(s.parameters[k], float)
+               for k in ("score_threshold", "keep_seconds", "max_gap_s"))
     assert s.fastdds_profile == str(PROFILE)
 
 
-def test_node_settings_two_cameras_compressed(launch_module, tmp_path):
-    args = dict(DEFAULT_ARGS, cameras=" front, rear ", image_topics="/f/image_raw,/r/image_raw/",
-                transport="compressed", namespace="", use_sim_time="True", device="cuda:1")
-    s = launch_module.node_settings(**args, fastdds_profile="")
-    assert s.cameras == ["front", "rear"]
-    assert s.remappings == [("front/image/compressed", "/f/image_raw/compressed"),
-                            ("rear/image/compressed", "/r/image_raw/compressed")]
+def test_node_settings_two_cameras_compressed_remaps_the_base_topic(launch_module,
+                                                                   default_args):
+    args = dict(default_args, cameras=" front, rear ",
+                image_topics="/f/image_raw,/r/image_raw/", transport="compressed",
+                namespace="/", use_sim_time="True", device="cuda:1", autostart="false",
+                mask_encoding="mono8", checkpoint="~/models/m.pt", fastdds_profile="none")
+    s = launch_module.node_settings(**args)
+    assert s.parameters["cameras"] == ["front", "rear"]
+    # image_transport naming: the base is remapped, the node appends /compressed itself.
+    assert s.remappings == [("front/image_raw", "/f/image_raw"),
+                            ("rear/image_raw", "/r/image_raw")]
     assert s.namespace is None
-    assert s.use_sim_time is True
-    assert s.device == "cuda:1"
+    assert s.parameters["use_sim_time"] is True
+    assert s.parameters["autostart"] is False
+    assert s.parameters["transport"] == "compressed"
+    assert s.parameters["device"] == "cuda:1"
+    assert s.parameters["mask_encoding"] == "mono8"
+    assert s.parameters["checkpoint"] == os.path.expanduser("~/models/m.pt")
     assert s.fastdds_profile == ""
+
+
+@pytest.mark.parametrize("spelling", ["none", "NONE", " None ", ""])
+def test_fastdds_profile_none_disables_the_profile(launch_module, default_args, spelling):
+    s = launch_module.node_settings(**dict(default_args, fastdds_profile=spelling))
+    assert s.fastdds_profile == ""
+
+
+def test_docs_never_advertise_an_empty_launch_argument():
+    """ros2launch refuses `name:=""` ("malformed launch argument"); no doc may suggest it."""
+    for path in (REPO / "README.md", REPO / "docs" / "ros.md", MAIN, MULTI):
+        text = path.read_text()
+        assert 'fastdds_profile:=""' not in text, path
+        assert "fastdds_profile:=''" not in text, path
+    assert "fastdds_profile:=none" in (REPO / "docs" / "ros.md").read_text()
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -211,42 +211,47 @@ def test_node_settings_two_cameras_compressed(launch_module, tmp_path):
     ({"cameras": "a,,b", "image_topics": "/x,/y,/z"}, "cameras"),
     ({"cameras": "1cam"}, "cameras"),
     ({"image_topics": "camera/image_raw"}, "absolute"),
-    ({"device": "gpu"}, "device"),
-    ({"precision": "fp8"}, "precision"),
+    ({"device": "gpu"}, "launch argument device='gpu'"),
+    ({"precision": "fp8"}, "launch argument precision='fp8': must be one of float32"),
     ({"transport": "theora"}, "transport"),
-    ({"score_threshold": "high"}, "score_threshold"),
-    ({"score_threshold": "1.5"}, "score_threshold"),
+    ({"score_threshold": "high"}, "launch argument score_threshold='high': must be a number"),
+    ({"score_threshold": "1.5"}, "score_threshold='1.5'"),
     ({"keep_seconds": "0"}, "keep_seconds"),
     ({"keep_seconds": "inf"}, "keep_seconds"),
     ({"score_threshold": "nan"}, "score_threshold"),
     ({"max_gap_s": "-1"}, "max_gap_s"),
     ({"use_sim_time": "maybe"}, "use_sim_time"),
+    ({"autostart": "sometimes"}, "autostart"),
+    ({"mask_encoding": "png"}, "mask_encoding"),
     ({"fastdds_profile": "/nonexistent/profile.xml"}, "fastdds_profile"),
 ])
-def test_node_settings_rejects_bad_arguments(launch_module, changes, message):
-    args = {**DEFAULT_ARGS, "fastdds_profile": "", **changes}
-    with pytest.raises(ValueError, match=message):
-        launch_module.node_settings(**args)
+def test_node_settings_rejects_bad_arguments(launch_module, default_args, changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        launch_module.node_settings(**{**default_args, **changes})
 
 
-def test_multi_camera_example_includes_spvis_launch(multi_tree, main_tree):
+def test_node_settings_needs_every_argument(launch_module, default_args):
+    partial = dict(default_args)
+    del partial["keep_seconds"]
+    with pytest.raises(ValueError, match=r"missing arguments \['keep_seconds'\]"):
+        launch_module.node_settings(**partial)
+
+
+def test_multi_camera_example_includes_spvis_launch(multi_tree, multi_module, launch_module):
     assert "spvis.launch.py" in MULTI.read_text()
     includes = _calls(multi_tree, "IncludeLaunchDescription")
     assert len(includes) == 1
-    launch_arguments = _keyword(includes[0], "launch_arguments")
-    assert isinstance(launch_arguments, (ast.List, ast.Tuple))
-    passed = {}
-    for pair in launch_arguments.elts:
-        assert isinstance(pair, ast.Tuple) and isinstance(pair.elts[0], ast.Constant)
-        passed[pair.elts[0].value] = pair.elts[1]
-    assert set(passed) <= set(_declared(main_tree)), "passes arguments spvis.launch.py lacks"
-    cameras = passed["cameras"]
-    assert isinstance(cameras, ast.Constant) and cameras.value == "front,rear"
-    topics = ast.unparse(passed["image_topics"])
-    assert "front_topic" in topics and "rear_topic" in topics
-    defaults = {k: v.value for k, v in _declared(multi_tree).items()
-                if isinstance(v, ast.Constant)}
-    assert defaults["front_topic"].startswith("/") and defaults["rear_topic"].startswith("/")
+    main_names = {a.name for a in launch_module.launch_arguments()}
+    assert set(multi_module.PASSED) <= main_names, "passes arguments spvis.launch.py lacks"
+    launch_arguments = ast.unparse(_keyword(includes[0], "launch_arguments"))
+    assert "('cameras', 'front,rear')" in launch_arguments
+    assert "front_topic" in launch_arguments and "rear_topic" in launch_arguments
+    for name in multi_module.PASSED:
+        if name in SPECS:
+            continue
+        assert name in multi_module.DEFAULTS
+        main_default = next(a.default for a in launch_module.launch_arguments() if a.name == name)
+        assert multi_module.DEFAULTS[name] == main_default, name
 
 
 def _have(module: str) -> bool:
@@ -262,8 +267,9 @@ _HAVE_LAUNCH = _have("launch.actions") and _have("launch_ros.actions")
 
 
 @pytest.mark.skipif(not _HAVE_LAUNCH, reason="launch / launch_ros not installed (no ROS here)")
-def test_with_real_launch(main_tree, multi_tree, launch_module):
-    from launch.actions import SetEnvironmentVariable, UnsetEnvironmentVariable
+def test_with_real_launch(launch_module, multi_module, default_args):
+    from launch.actions import SetEnvironmentVariable, Shutdown, UnsetEnvironmentVariable
+    from launch.events.process import ProcessExited
     from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
     from launch_ros.actions import Node
 
@@ -272,17 +278,17 @@ def test_with_real_launch(main_tree, multi_tree, launch_module):
     def text(value: object) -> str:
         return perform_substitutions(context, normalize_to_list_of_substitutions(value))
 
-    for path, tree in ((MAIN, main_tree), (MULTI, multi_tree)):
-        description = _load_like_launch(path).generate_launch_description()
-        assert isinstance(description, LaunchDescription)
-        names = {a.name for a in description.get_launch_arguments()}
-        assert names == set(_declared(tree)), path.name
+    description = launch_module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    assert {a.name for a in description.get_launch_arguments()} == set(default_args)
+    multi = multi_module.generate_launch_description()
+    assert {"front_topic", "rear_topic", *multi_module.PASSED} <= {
+        a.name for a in multi.get_launch_arguments()}
 
     for profile, env_action in ((str(PROFILE), SetEnvironmentVariable),
-                                ("", UnsetEnvironmentVariable)):
+                                ("none", UnsetEnvironmentVariable)):
         context = LaunchContext()
-        for name, value in dict(DEFAULT_ARGS, fastdds_profile=profile,
-                                cameras="front,rear",
+        for name, value in dict(default_args, fastdds_profile=profile, cameras="front,rear",
                                 image_topics="/f/image_raw,/r/image_raw").items():
             context.launch_configurations[name] = value
         actions = launch_module._launch_setup(context)
@@ -291,3 +297,11 @@ def test_with_real_launch(main_tree, multi_tree, launch_module):
         assert len(nodes) == 1
         assert text(nodes[0].node_package) == "spvis_ros"
         assert text(nodes[0].node_executable) == "spvis_node"
+
+    def exited(code: int) -> ProcessExited:
+        return ProcessExited(returncode=code, action=None, name="spvis_node", cmd=["x"],
+                             cwd=None, env=None, pid=1)
+
+    assert isinstance(launch_module._on_node_exit(exited(0), context)[0], Shutdown)
+    with pytest.raises(launch_module.NodeExitedError, match="code 2"):
+        launch_module._on_node_exit(exited(2), context)

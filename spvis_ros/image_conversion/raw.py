@@ -28,18 +28,21 @@ from spvis_ros.image_conversion.pixels import (
 )
 
 
-def image_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def image_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 on_decoder_message: object = None) -> np.ndarray:
     """Convert a ``sensor_msgs/Image`` to an (H, W, 3) uint8 RGB array (C-contiguous).
 
     See the module docstring for the encodings and the depth/channel rules. The result may share
     memory with ``msg.data`` (rgb8 without row padding); copy it before writing to it if the
-    message must stay intact.
+    message must stay intact. ``on_decoder_message`` is accepted for the same signature as
+    ``compressed_to_rgb`` and unused (no codec runs).
 
     Raises:
         ImageConversionError: unsupported encoding, empty or too large image (``max_pixels``),
             ``step`` shorter than a row, ``data`` shorter than ``step * rows``, odd sizes where the
             encoding needs even ones, or ``data``/``is_bigendian`` of the wrong type.
     """
+    del on_decoder_message
     max_pixels = _check_max_pixels(max_pixels)
     height = _uint_field(msg, "height")
     width = _uint_field(msg, "width")

@@ -91,20 +91,36 @@ def rgb_image(rgb: np.ndarray, stamp: float, frame_id: str = "camera") -> Image:
 
 
 class Driver:
-    """A driver node in the test process: publishes frames, collects InstanceArrays."""
+    """A driver node in the test process: publishes frames, collects InstanceArrays (and, with
+    `detections`, vision_msgs Detection2DArrays).
 
-    def __init__(self, domain: int, cameras: list[str]) -> None:
+    `topics` maps a camera to the topic its frames go to (default ``/<camera>/image_raw``);
+    `compressed` publishes sensor_msgs/CompressedImage instead of Image."""
+
+    def __init__(self, domain: int, cameras: list[str], *, topics: dict[str, str] | None = None,
+                 compressed: bool = False, detections: bool = False) -> None:
+        from sensor_msgs.msg import CompressedImage
+
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = Node("spvis_test_driver", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {c: self.node.create_publisher(Image, f"/{c}/image", qos) for c in cameras}
+        topics = topics or {c: f"/{c}/image_raw" for c in cameras}
+        msg_type = CompressedImage if compressed else Image
+        self.pubs = {c: self.node.create_publisher(msg_type, topics[c], qos) for c in cameras}
         self.received: dict[str, list[InstanceArray]] = {c: [] for c in cameras}
+        self.detections: dict[str, list[Any]] = {c: [] for c in cameras}
         for c in cameras:
             self.node.create_subscription(InstanceArray, f"/{c}/instances",
                                           lambda msg, c=c: self.received[c].append(msg), qos)
+            if detections:
+                from vision_msgs.msg import Detection2DArray
+
+                self.node.create_subscription(
+                    Detection2DArray, f"/{c}/detections",
+                    lambda msg, c=c: self.detections[c].append(msg), qos)
 
     def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -148,12 +164,25 @@ class Driver:
 
 
 def decode_masks(arr: InstanceArray) -> dict[int, np.ndarray]:
-    """{track id: full-frame bool mask} from an InstanceArray's cropped masks."""
+    """{track id: full-frame bool mask} from an InstanceArray's cropped masks (mono8 or RLE,
+    decoded here independently of spvis_ros.masks: mono8 by hand, RLE with pycocotools)."""
+    import warnings
+
+    from pycocotools import mask as mask_utils
+
     out = {}
     for inst in arr.instances:
         m = np.zeros((arr.height, arr.width), bool)
         b = inst.bbox
-        crop = np.frombuffer(bytes(inst.mask), np.uint8).reshape(b.height, b.width) > 0
+        if arr.mask_encoding == InstanceArray.MASK_RLE:
+            assert len(inst.mask) == 0, "RLE encoding: mask must be empty"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                crop = mask_utils.decode({"size": [b.height, b.width],
+                                          "counts": inst.mask_rle.encode()}).astype(bool)
+        else:
+            assert inst.mask_rle == "", "mono8 encoding: mask_rle must be empty"
+            crop = np.frombuffer(bytes(inst.mask), np.uint8).reshape(b.height, b.width) > 0
         m[b.y_offset:b.y_offset + b.height, b.x_offset:b.x_offset + b.width] = crop
         out[int(inst.id)] = m
     return out
