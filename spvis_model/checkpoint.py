@@ -1,14 +1,26 @@
-"""Checkpoints: one file with the config, the weights, the class names and a format version.
+"""Checkpoints: one file with the config, the weights, the class names, a format version and a
+checksum of the weights.
 
 Loading never executes code from the file (`torch.load(..., weights_only=True)`), and a wrong or
-corrupt file raises `CheckpointError` saying which key or field, and which shape, is wrong.
+corrupt file raises `CheckpointError` saying which key or field, and which shape, is wrong:
+
+- a file that is not a torch file at all (``/etc/passwd``, random bytes) is refused by its first
+  bytes, before any unpickling;
+- ``weights_sha256`` (written by `save_checkpoint`, i.e. ``model.save``) is the SHA-256 of the
+  stored weights (`weights_checksum`); `load_checkpoint` recomputes it, so a flipped bit in any
+  tensor is caught. Checkpoints written before the checksum existed (no such key) still load;
+- a floating-point tensor holding NaN or inf is refused, naming the tensor (a model with NaN
+  weights finds nothing, forever, which looks exactly like an empty scene).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +42,64 @@ LOAD_ERRORS: tuple[type[Exception], ...] = (pickle.UnpicklingError, RuntimeError
                                            KeyError)
 
 
+CHECKSUM_KEY = "weights_sha256"
+# First bytes of what torch.save writes: a zip archive (the default since torch 1.6), or the
+# legacy format (a pickle of the magic number, protocol 2).
+_TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
+
+
 class CheckpointError(ValueError):
     """The file is not a usable spvis checkpoint; the message names the file and the problem."""
+
+
+def weights_checksum(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict: every key in sorted order with its dtype, shape and raw
+    bytes. Equal for equal weights whatever the device; any changed bit changes it."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key].detach().cpu().contiguous()
+        h.update(key.encode("utf-8"))
+        h.update(f"|{value.dtype}|{tuple(value.shape)}|".encode())
+        if value.numel():
+            h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[tuple[str, int, int]]:
+    """``(key, non-finite count, element count)`` of every floating-point tensor holding NaN or
+    inf, in key order."""
+    bad = []
+    for key in sorted(state):
+        value = state[key]
+        if value.is_floating_point() or value.is_complex():
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad.append((key, count, value.numel()))
+    return bad
+
+
+def verify_weights(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Check a read checkpoint's weights: the stored checksum (when there is one) and finite
+    values. Raises CheckpointError naming the file and the tensor."""
+    state = payload["state_dict"]
+    bad = non_finite_tensors(state)
+    described = "; ".join(f"tensor {k!r} has {n} non-finite (NaN/inf) values of {total}"
+                          for k, n, total in bad[:3]) + (f"; and {len(bad) - 3} more tensors"
+                                                         if len(bad) > 3 else "")
+    stored = payload.get(CHECKSUM_KEY)
+    if stored is not None:
+        if not isinstance(stored, str):
+            raise CheckpointError(f"checkpoint {path}: key {CHECKSUM_KEY!r} = {stored!r}, "
+                                  "expected a hex string")
+        actual = weights_checksum(state)
+        if actual != stored:
+            raise CheckpointError(
+                f"checkpoint {path}: the weights do not match their checksum (key "
+                f"{CHECKSUM_KEY!r} = {stored[:16]}..., the weights hash to {actual[:16]}...): "
+                f"the file is corrupt or was edited" + (f"; {described}" if bad else ""))
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: {described}; refusing weights that cannot "
+                              "produce detections")
 
 
 def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
@@ -46,6 +114,7 @@ def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
         "config": model.cfg.to_dict(),
         "class_names": list(model.cfg.class_names),
         "state_dict": state,
+        CHECKSUM_KEY: weights_checksum(state),
         "meta": dict(meta or {}),
     }
     path = Path(path)
@@ -60,7 +129,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({exc})") from exc
+    if not head.startswith(_TORCH_MAGICS):
+        raise CheckpointError(f"checkpoint {path}: not a readable spvis checkpoint (not a torch "
+                              f"file: it starts with bytes {head!r})")
+    try:
+        with warnings.catch_warnings():
+            # Corrupt data makes the unpickler warn about odd pickle protocols before failing.
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path}: not a readable spvis checkpoint "
                               f"({type(exc).__name__}: {exc})") from exc
@@ -78,11 +158,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if not isinstance(payload.get(key), kind):
             raise CheckpointError(f"checkpoint {path}: key {key!r} must be a {kind.__name__}, "
                                   f"got {type(payload.get(key)).__name__}")
+    for key, value in payload["state_dict"].items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path}: state_dict entry {key!r} is a "
+                                  f"{type(value).__name__}, expected a tensor")
     return payload
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SPVIS:
-    """Build the model a checkpoint describes and load its weights (every key, every shape)."""
+    """Build the model a checkpoint describes and load its weights (every key, every shape),
+    after checking them (`verify_weights`: checksum when stored, finite values)."""
     from spvis_model.model import SPVIS
 
     payload = read_checkpoint(path)
@@ -101,5 +186,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SPV
         load_state_dict_exact(model, state, source=str(path))
     except StateDictMismatchError as exc:
         raise CheckpointError(str(exc)) from exc
+    verify_weights(path, payload)
     model.meta = dict(payload.get("meta") or {})
     return model.to(device).eval()
