@@ -1,5 +1,5 @@
-"""The `spvis` command line: `info`, `eval`, `generate`, `train`; `info` reports what this
-installation runs on."""
+"""The `spvis` command line: `info`, `eval`, `generate`, `train`, `import`; `info` reports what
+this installation runs on."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     train_cli.add_arguments(sub.add_parser(
         "train", help="train a model (stage 1 segmenter, stage 2 tracker); torchrun for "
                       "several processes"))
+    from spvis_model.importers import cli as import_cli
+
+    import_cli.add_arguments(sub.add_parser(
+        "import", help="convert a published Mask2Former / MinVIS / DVIS checkpoint into an "
+                       "spvis checkpoint"))
     args = parser.parse_args(argv)
     if args.command == "info":
         print(_info(args.short))
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return synthetic.run(args)
     if args.command == "train":
         return train_cli.run(args)
+    if args.command == "import":
+        return import_cli.run(args)
     return 2
 
 

@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
-BACKBONES = ("tiny", "lite0", "r50")
+BACKBONES = ("tiny", "lite0", "r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
+#: Backbones whose widths (`backbone.width`, `backbone.num_heads`) may be set, e.g. by the importer.
+SIZED_BACKBONES = ("r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
+CHANNEL_ORDERS = ("rgb", "bgr")
 ASSOCIATIONS = ("pgt", "minvis")
 TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
 # Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
@@ -32,17 +35,54 @@ class ConfigError(ValueError):
 class InputConfig:
     """How frames are brought to the network.
 
-    Frames are resized (aspect kept) so the longer side is `max_size`, then padded bottom/right
-    to a multiple of 32. Outputs come back at the frame's own resolution.
+    Frames (always given as RGB) are resized with the aspect kept, normalised, then padded
+    bottom/right to a multiple of 32. Outputs come back at the frame's own resolution.
+
+    - Resize rule (`resized`): with `min_size` = 0 (the default) the longer side becomes
+      `max_size`. With `min_size` > 0 it is detectron2's test-time ResizeShortestEdge, which
+      Mask2Former, MinVIS and DVIS were evaluated with: the shorter side becomes `min_size`,
+      unless the longer side would then exceed `max_size`, in which case the longer side
+      becomes `max_size`; sizes are rounded half up.
+    - `pixel_mean` / `pixel_std`: 3 numbers each on the 0..255 scale, in the network's channel
+      order; empty = the backbone's own.
+    - `channel_order`: the order the network was trained on, "rgb" or "bgr" (the frame's
+      channels are reversed before normalisation for "bgr").
     """
 
     max_size: int = 640
+    min_size: int = 0
+    pixel_mean: list[float] = field(default_factory=list)
+    pixel_std: list[float] = field(default_factory=list)
+    channel_order: str = "rgb"
+
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) a height x width frame is resized to (before padding)."""
+        if self.min_size <= 0:
+            scale = self.max_size / max(height, width)
+            return max(1, round(height * scale)), max(1, round(width * scale))
+        scale = self.min_size / min(height, width)
+        new_h, new_w = height * scale, width * scale
+        if max(new_h, new_w) > self.max_size:
+            shrink = self.max_size / max(new_h, new_w)
+            new_h, new_w = new_h * shrink, new_w * shrink
+        return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
 
 
 @dataclass
 class BackboneConfig:
+    """The backbone by name; for r50 / r101 / swin-* also its widths.
+
+    Depths (and the Swin window size) are fixed by the name. `width` 0 = the published width:
+    r50 / r101 64 (stem and res2 bottleneck channels; each stage doubles them, outputs are 4x),
+    swin-t / swin-s 96, swin-b 128, swin-l 192 (patch-embedding channels C; stages C..8C).
+    `num_heads`: Swin heads per stage; empty = the published C/32 x (1, 2, 4, 8). The importer
+    (spvis_model.importers) sets both from a checkpoint's tensor shapes.
+    """
+
     name: str = "tiny"
     pretrained: bool = False
+    width: int = 0
+    num_heads: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -84,14 +124,14 @@ class TrackerConfig:
     nheads: int = 8
     sim_points: int = 4
     mask_res: int = 32
-    keep_seconds: float = 5.0
+    keep_seconds: float = 60.0
     tentative_seconds: float = 1.0
-    tentative_intervals: float = 0.0
+    tentative_intervals: float = 3.0
     detect_score: float = 0.3
     nms_iou: float = 1.0
     new_track_score: float = 0.5
     active_gate: float = 1.2
-    lost_gate: float = 0.6
+    lost_gate: float = 0.4
     iou_weight: float = 1.0
     correction_margin: float = 0.1
     snapshot_min_score: float = 0.6
@@ -140,10 +180,12 @@ class ModelConfig:
         _check(len(set(self.class_names)) == len(self.class_names), "class_names",
                self.class_names, "unique names")
         _positive_int("input.max_size", self.input.max_size, minimum=32)
+        _validate_input(self.input)
         _check(self.backbone.name in BACKBONES, "backbone.name", self.backbone.name,
                f"one of {BACKBONES}")
         _check(isinstance(self.backbone.pretrained, bool), "backbone.pretrained",
                self.backbone.pretrained, "a bool")
+        _validate_backbone_widths(self.backbone)
         pd = self.pixel_decoder
         for name in ("conv_dim", "mask_dim", "num_encoder_layers", "n_heads", "n_points",
                      "ffn_dim", "norm_groups"):
@@ -196,7 +238,9 @@ class ModelConfig:
 # --- presets -------------------------------------------------------------------------------------
 
 def preset(name: str) -> ModelConfig:
-    """The named preset: `tiny` (tests, CPU, 128 px), `lite0` (shipped demo model), `r50`."""
+    """The named preset: `tiny` (tests, CPU, 128 px), `lite0` (shipped demo model), and the
+    Mask2Former layouts `r50`, `r101`, `swin-t`, `swin-s`, `swin-b`, `swin-l` (random weights;
+    `spvis import` makes real ones from published checkpoints)."""
     if name == "tiny":
         cfg = ModelConfig(
             name="tiny",
@@ -219,13 +263,15 @@ def preset(name: str) -> ModelConfig:
                                       dim_feedforward=512, dec_layers=6),
             tracker=TrackerConfig(max_tracks=64, memory_size=4, num_layers=2, nheads=8),
         )
-    elif name == "r50":
+    elif name in SIZED_BACKBONES:
+        # Mask2Former's COCO instance-segmentation layout (its Swin-L uses 200 queries); the
+        # input rule here is spvis's 640 px one, imported checkpoints carry their own.
         cfg = ModelConfig(
-            name="r50",
+            name=name,
             input=InputConfig(max_size=640),
-            backbone=BackboneConfig(name="r50", pretrained=False),
+            backbone=BackboneConfig(name=name, pretrained=False),
             pixel_decoder=PixelDecoderConfig(),
-            segmenter=SegmenterConfig(),
+            segmenter=SegmenterConfig(num_queries=200 if name == "swin-l" else 100),
             tracker=TrackerConfig(max_tracks=64, memory_size=4, num_layers=3, nheads=8),
         )
     else:
@@ -294,6 +340,39 @@ _SECTIONS: dict[str, type] = {
     "segmenter": SegmenterConfig,
     "tracker": TrackerConfig,
 }
+
+
+def _validate_input(inp: InputConfig) -> None:
+    _positive_int("input.min_size", inp.min_size, minimum=0)
+    for name, positive in (("pixel_mean", False), ("pixel_std", True)):
+        value = getattr(inp, name)
+        _check(isinstance(value, list) and len(value) in (0, 3)
+               and all(_is_number(v) and math.isfinite(v) and (v > 0 or not positive)
+                       for v in value),
+               f"input.{name}", value,
+               "[] (the backbone's) or 3 finite numbers" + (" > 0" if positive else ""))
+    _check(inp.channel_order in CHANNEL_ORDERS, "input.channel_order", inp.channel_order,
+           f"one of {CHANNEL_ORDERS}")
+
+
+def _validate_backbone_widths(bb: BackboneConfig) -> None:
+    _positive_int("backbone.width", bb.width, minimum=0)
+    _check(isinstance(bb.num_heads, list), "backbone.num_heads", bb.num_heads, "a list")
+    if bb.name not in SIZED_BACKBONES:
+        _check(bb.width == 0, "backbone.width", bb.width,
+               f"0 for backbone {bb.name!r} (widths apply to {SIZED_BACKBONES})")
+    if not bb.name.startswith("swin"):
+        _check(bb.num_heads == [], "backbone.num_heads", bb.num_heads,
+               f"[] for backbone {bb.name!r} (heads apply to Swin only)")
+        return
+    if bb.num_heads:
+        _check(len(bb.num_heads) == 4 and all(isinstance(h, int) and not isinstance(h, bool)
+                                              and h > 0 for h in bb.num_heads),
+               "backbone.num_heads", bb.num_heads, "[] or 4 positive ints (one per stage)")
+        if bb.width:
+            _check(all((bb.width << i) % h == 0 for i, h in enumerate(bb.num_heads)),
+                   "backbone.num_heads", bb.num_heads,
+                   f"divisors of the stage widths {[bb.width << i for i in range(4)]}")
 
 
 def _is_number(value: object) -> bool:

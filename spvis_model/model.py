@@ -64,9 +64,13 @@ class SPVIS(nn.Module):
         self.segmenter = Segmenter(cfg, pretrained_backbone)
         self.tracker = make_tracker(cfg)
         backbone = self.segmenter.backbone
-        self.register_buffer("pixel_mean", torch.tensor(backbone.pixel_mean).view(3, 1, 1),
+        # The input config's normalisation when it has one (imported models), else the
+        # backbone's; in the network's channel order (see preprocess).
+        mean = cfg.input.pixel_mean or list(backbone.pixel_mean)
+        std = cfg.input.pixel_std or list(backbone.pixel_std)
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1),
                              persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(backbone.pixel_std).view(3, 1, 1),
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1),
                              persistent=False)
         self.precision = "float32"
         self.meta: dict = {}  # provenance from the checkpoint (`save(meta=...)`), e.g. "kind"
@@ -112,15 +116,21 @@ class SPVIS(nn.Module):
 
     # --- per-frame pieces -----------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, FrameGeometry]:
-        """H×W×3 uint8 RGB -> (1, 3, Hp, Wp) normalised and padded, and its geometry."""
+        """H×W×3 uint8 RGB -> (1, 3, Hp, Wp) normalised and padded, and its geometry.
+
+        Follows `cfg.input`: the resize rule (`InputConfig.resized`; bilinear, antialiased when
+        shrinking), the channel order the network expects (RGB frames are reversed for
+        "bgr"), then (x - pixel_mean) / pixel_std, then zero padding to a multiple of 32.
+        """
         t = _check_frame(frame).to(self.device)
         h, w = int(t.shape[0]), int(t.shape[1])
-        scale = self.cfg.input.max_size / max(h, w)
-        rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+        rh, rw = self.cfg.input.resized(h, w)
         x = t.permute(2, 0, 1)[None].float()
+        if self.cfg.input.channel_order == "bgr":
+            x = x.flip(1)
         if (rh, rw) != (h, w):
             x = F.interpolate(x, (rh, rw), mode="bilinear", align_corners=False,
-                              antialias=scale < 1)
+                              antialias=rh < h or rw < w)
         x = (x - self.pixel_mean) / self.pixel_std
         ph, pw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
         x = F.pad(x, (0, pw - rw, 0, ph - rh))

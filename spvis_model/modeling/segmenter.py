@@ -44,7 +44,9 @@ class Segmenter(nn.Module):
     def __init__(self, cfg: ModelConfig, pretrained_backbone: bool | None = None) -> None:
         super().__init__()
         pretrained = cfg.backbone.pretrained if pretrained_backbone is None else pretrained_backbone
-        self.backbone = build_backbone(cfg.backbone.name, pretrained=pretrained)
+        self.backbone = build_backbone(cfg.backbone.name, pretrained=pretrained,
+                                       width=cfg.backbone.width,
+                                       num_heads=tuple(cfg.backbone.num_heads))
         pd, sg = cfg.pixel_decoder, cfg.segmenter
         pixel_decoder = MSDeformAttnPixelDecoder(
             dict(self.backbone.out_channels), conv_dim=pd.conv_dim, mask_dim=pd.mask_dim,

@@ -7,7 +7,7 @@ Every backbone maps ``(B, 3, H, W)`` (RGB normalised with its own ``pixel_mean``
 from spvis_model.state_dict import StateDictMismatch, StateDictMismatchError, load_state_dict_exact
 
 from .base import FEATURE_NAMES, FEATURE_STRIDES, Backbone, FrozenBatchNorm2d
-from .build import BACKBONE_NAMES, build_backbone
+from .build import BACKBONE_NAMES, CHECKPOINT_BACKBONES, build_backbone
 from .efficientnet_lite import (
     LITE0_HEAD_KEYS,
     LITE0_PIXEL_MEAN,
@@ -16,24 +16,31 @@ from .efficientnet_lite import (
     load_lite0_weights,
     read_lite0_state_dict,
 )
-from .resnet import ResNet50
+from .resnet import ResNet, ResNet50, ResNet101
+from .swin import SWIN_VARIANTS, SwinTransformer, build_swin
 from .tiny import TinyBackbone
 
 __all__ = [
     "BACKBONE_NAMES",
+    "CHECKPOINT_BACKBONES",
     "FEATURE_NAMES",
     "FEATURE_STRIDES",
     "LITE0_HEAD_KEYS",
     "LITE0_PIXEL_MEAN",
     "LITE0_PIXEL_STD",
+    "SWIN_VARIANTS",
     "Backbone",
     "EfficientNetLite0",
     "FrozenBatchNorm2d",
+    "ResNet",
     "ResNet50",
+    "ResNet101",
     "StateDictMismatch",
     "StateDictMismatchError",
+    "SwinTransformer",
     "TinyBackbone",
     "build_backbone",
+    "build_swin",
     "load_lite0_weights",
     "load_state_dict_exact",
     "read_lite0_state_dict",
