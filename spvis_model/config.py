@@ -138,6 +138,7 @@ class TrackerConfig:
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
     coast_seconds: float = 0.0
+    output_nms_iou: float = 1.0
     use_reid: bool = True
     use_sim: bool = True
     use_referring: bool = True
@@ -225,7 +226,8 @@ class ModelConfig:
         for name in TRACKER_SWITCHES:
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
-        for name in ("detect_score", "nms_iou", "new_track_score", "snapshot_min_score",
+        for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",
+                     "snapshot_min_score",
                      "snapshot_min_visibility", "output_score"):
             _unit_float(f"tracker.{name}", getattr(tr, name))
         for name in ("active_gate", "lost_gate", "iou_weight", "correction_margin"):

@@ -86,7 +86,7 @@ def test_ids_never_reused_and_state_bounded():
 
 
 def test_tentative_miss_waits_and_lost_track_expires():
-    tracker, heads = make_tracker(keep_seconds=1.0, tentative_seconds=1.0)
+    tracker, heads = make_tracker(keep_seconds=1.0, tentative_seconds=1.0, tentative_intervals=0.0)
     state = tracker.init_state()
     with torch.no_grad():
         state, _ = tracker.step(state, scene({1: region(0, 0), 2: region(8, 8)}), 0.0, heads)

@@ -186,6 +186,11 @@ def test_expire_by_time_per_status():
     out = expire(state, 10.0, settings, nothing)
     assert out.status.tolist() == [FREE, LOST, FREE, TENTATIVE, ACTIVE]
     assert out.ids[0] == -1 and not out.snap_valid[0].any()
+    # A slow stream (previous frame 2 s ago) gives tentative tracks 3 intervals = 6 s.
+    state.last_stamp = torch.tensor(8.0, dtype=torch.float64)
+    slow = TrackSettings(keep_seconds=5.0, tentative_seconds=1.0, tentative_intervals=3.0)
+    assert expire(state, 10.0, slow, nothing).status.tolist() == [
+        FREE, LOST, TENTATIVE, TENTATIVE, ACTIVE]
     # A track matched on this frame never expires, however long it was away.
     seen = torch.tensor([True, False, True, False, False])
     assert expire(state, 10.0, settings, seen).status.tolist() == [
@@ -198,7 +203,8 @@ def test_tentative_tracks_confirm_at_one_frame_per_second_with_a_short_budget():
     from spvis_model.config import preset
     from spvis_model.tracker.tracker import Tracker
 
-    cfg = dataclasses.replace(preset("tiny").tracker, tentative_seconds=0.5)
+    cfg = dataclasses.replace(preset("tiny").tracker, tentative_seconds=0.5,
+                              tentative_intervals=0.0)
     torch.manual_seed(0)
     tracker, heads = Tracker(cfg, 64, 64, 3, 2).eval(), StubHeads(64)
     state = tracker.init_state()
@@ -251,3 +257,31 @@ def test_mask_nms_keeps_the_best_of_overlapping_candidates():
     assert mask_nms(cand, score, low, 0.5).tolist() == [1, 2, 3]
     assert mask_nms(cand, score, low, 0.3).tolist() == [1, 3]
     assert mask_nms(cand[:1], score, low, 0.3).tolist() == [0]
+
+
+def test_publish_policies_coasting_and_duplicate_suppression():
+    from spvis_model.tracker.publish import coasting, suppress_duplicates
+
+    state = state_with([
+        {"status": ACTIVE, "last_seen": 9.5},   # missed now, seen 0.5 s ago: coasts
+        {"status": LOST, "last_seen": 5.0},     # seen 5 s ago: too long
+        {"status": TENTATIVE, "last_seen": 9.5},  # never confirmed: no coasting
+        {"status": ACTIVE, "last_seen": 9.5},   # its mask sits on a matched track's object
+        {"status": ACTIVE, "last_seen": 10.0},  # matched
+    ], m=5)
+    slots = torch.arange(5)
+    matched = torch.tensor([False, False, False, False, True])
+    vis = torch.tensor([0.9, 0.9, 0.9, 0.9, 0.9])
+    low = torch.stack([square(0, 0), square(0, 2), square(2, 0), square(2, 2), square(2, 2)])
+    out = coasting(state, slots, matched, vis, low, 10.0, coast_seconds=1.0)
+    assert out.tolist() == [True, False, False, False, False]
+    assert not coasting(state, slots, matched, vis, low, 10.0, coast_seconds=0.0).any()
+    low_vis = vis.clone()
+    low_vis[0] = 0.3
+    assert not coasting(state, slots, matched, low_vis, low, 10.0, 1.0)[0]
+    # Duplicates: of two published overlapping tracks the better-scoring one stays.
+    visible = torch.tensor([True, True, True, False])
+    score = torch.tensor([0.6, 0.9, 0.8, 0.99])
+    masks = torch.stack([square(0, 0), square(0, 0), square(2, 2), square(2, 2)])
+    assert suppress_duplicates(visible, score, masks, 0.5).tolist() == [False, True, True, False]
+    assert suppress_duplicates(visible, score, masks, 1.0).tolist() == visible.tolist()

@@ -182,30 +182,3 @@ def advance(status: torch.Tensor, matched: torch.Tensor, born: torch.Tensor) -> 
     return torch.where(born, torch.full_like(status, TENTATIVE),
                        torch.where(matched, confirmed, unmatched))
 
-
-def coasting(state: TrackerState, slots: torch.Tensor, matched: torch.Tensor,
-             visibility: torch.Tensor, low: torch.Tensor, stamp: float,
-             coast_seconds: float, overlap_iou: float = 0.5) -> torch.Tensor:
-    """Which unmatched tracks are still published this frame, with their propagated mask: the
-    detection was missed, but the track is confirmed, was seen within `coast_seconds`, is
-    likely visible (visibility >= 0.5) and does not overlap a matched track's mask (that
-    object has a detection of its own this frame).
-
-    Args:
-        state: the state before this frame's update (statuses, last-seen stamps).
-        slots: (V,) live slots; matched: (V,) bool; visibility: (V,); low: (V, R, R) the
-            tracks' mask probabilities on this frame.
-
-    Returns:
-        (V,) bool.
-    """
-    out = torch.zeros_like(matched)
-    if coast_seconds <= 0:
-        return out
-    confirmed = (state.status[slots] == ACTIVE) | (state.status[slots] == LOST)
-    recent = (stamp - state.last_seen[slots]) <= coast_seconds
-    out = ~matched & confirmed & recent & (visibility >= 0.5)
-    if bool(out.any()) and bool(matched.any()):
-        overlap = soft_iou(low[out], low[matched]).max(1).values > overlap_iou
-        out[torch.nonzero(out).flatten()[overlap]] = False
-    return out

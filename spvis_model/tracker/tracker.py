@@ -31,12 +31,12 @@ from spvis_model.tracker.layers import BoxEncoding
 from spvis_model.tracker.lifecycle import (
     advance,
     allocate_slots,
-    coasting,
     expire,
     place_births,
     select_births,
 )
 from spvis_model.tracker.memory import prototype, write_snapshots
+from spvis_model.tracker.publish import coasting, suppress_duplicates
 from spvis_model.tracker.rcp import RefinementCompensator
 from spvis_model.tracker.referring import ReferringDecoder
 from spvis_model.tracker.settings import TrackSettings
@@ -157,6 +157,8 @@ class Tracker(nn.Module):
         new_state = self._write(state, stamp, live, out, dets)
         visible = live.matched | coasting(state, live.slots, live.matched, out.visibility,
                                           out.low, stamp, cfg.coast_seconds)
+        visible = suppress_duplicates(visible, new_state.score[live.slots], out.low,
+                                      cfg.output_nms_iou)
         result = TrackStep(
             slots=live.slots, ids=new_state.ids[live.slots], visible=visible,
             det_index=live.det, class_logits=out.class_logits,

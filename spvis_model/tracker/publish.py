@@ -1,0 +1,71 @@
+"""Which live tracks are published on a frame (`TrackStep.visible`).
+
+A track is published when it matched a detection this frame. Two optional policies change
+that, both off by default and measured in the ablation harness (docs/model.md):
+
+- coasting: a confirmed track whose detection was missed is still published for a short while
+  with the mask of its propagated query, when it is likely visible;
+- duplicate suppression: of two published tracks whose masks overlap more than a threshold,
+  only the better-scoring one is published (the segmenter sometimes reports one object twice,
+  under two classes).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spvis_model.tracker.geometry import soft_iou
+from spvis_model.tracker.state import ACTIVE, LOST, TrackerState
+
+
+def coasting(state: TrackerState, slots: torch.Tensor, matched: torch.Tensor,
+             visibility: torch.Tensor, low: torch.Tensor, stamp: float,
+             coast_seconds: float, overlap_iou: float = 0.5) -> torch.Tensor:
+    """Which unmatched tracks are still published this frame, with their propagated mask: the
+    detection was missed, but the track is confirmed, was seen within `coast_seconds`, is
+    likely visible (visibility >= 0.5) and does not overlap a matched track's mask (that
+    object has a detection of its own this frame).
+
+    Args:
+        state: the state before this frame's update (statuses, last-seen stamps).
+        slots: (V,) live slots; matched: (V,) bool; visibility: (V,); low: (V, R, R) the
+            tracks' mask probabilities on this frame.
+
+    Returns:
+        (V,) bool.
+    """
+    out = torch.zeros_like(matched)
+    if coast_seconds <= 0:
+        return out
+    confirmed = (state.status[slots] == ACTIVE) | (state.status[slots] == LOST)
+    recent = (stamp - state.last_seen[slots]) <= coast_seconds
+    out = ~matched & confirmed & recent & (visibility >= 0.5)
+    if bool(out.any()) and bool(matched.any()):
+        overlap = soft_iou(low[out], low[matched]).max(1).values > overlap_iou
+        out[torch.nonzero(out).flatten()[overlap]] = False
+    return out
+
+
+def suppress_duplicates(visible: torch.Tensor, score: torch.Tensor, low: torch.Tensor,
+                        iou: float) -> torch.Tensor:
+    """Published tracks without the duplicates: greedy by score, a track whose mask overlaps a
+    better-scoring published one by more than `iou` is not published (1.0: keep all).
+
+    Args:
+        visible: (V,) bool; score: (V,) track scores; low: (V, R, R) mask probabilities.
+
+    Returns:
+        (V,) bool.
+    """
+    if iou >= 1.0 or int(visible.sum()) < 2:
+        return visible
+    idx = torch.nonzero(visible).flatten()
+    idx = idx[score[idx].argsort(descending=True)]
+    overlap = soft_iou(low[idx], low[idx])
+    keep = torch.ones(idx.numel(), dtype=torch.bool, device=visible.device)
+    for i in range(1, idx.numel()):
+        if bool((overlap[i, :i][keep[:i]] > iou).any()):
+            keep[i] = False
+    out = torch.zeros_like(visible)
+    out[idx[keep]] = True
+    return out
