@@ -43,21 +43,25 @@ def rle_counts(mask: np.ndarray) -> np.ndarray:
 
 
 def counts_to_string(counts: np.ndarray | list[int]) -> str:
-    """COCO run lengths -> COCO's compressed string (pycocotools' ``rleToString``)."""
-    values = [int(c) for c in counts]
-    out: list[str] = []
-    for i, count in enumerate(values):
-        x = count - values[i - 2] if i > 2 else count
-        while True:
-            c = x & 0x1F
-            x >>= 5
-            more = x != -1 if c & 0x10 else x != 0
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-            if not more:
-                break
-    return "".join(out)
+    """COCO run lengths -> COCO's compressed string (pycocotools' ``rleToString``), vectorised:
+    each value (from the fourth on: its difference to the value two before) is written in
+    5-bit groups, least significant first, with bit 0x20 set on all but the last group (the
+    last is the first whose remaining value is 0, or -1 when its 0x10 bit is set), plus 48."""
+    values = np.asarray(counts, np.int64).reshape(-1)
+    if values.size == 0:
+        return ""
+    x = values.copy()
+    x[3:] -= values[1:-2]
+    groups = 7  # 35 bits: run lengths and their differences stay below 2**31 (H * W)
+    shifts = 5 * np.arange(groups, dtype=np.int64)
+    chunks = (x[:, None] >> shifts) & 0x1F  # arithmetic shift: sign kept
+    rest = x[:, None] >> (shifts + 5)
+    more = np.where(chunks & 0x10, rest != -1, rest != 0)
+    # Group j is written when every group before it said "more".
+    written = np.ones_like(more)
+    written[:, 1:] = np.cumprod(more[:, :-1], axis=1).astype(bool)
+    chars = (chunks | (more * 0x20)) + 48
+    return chars[written].astype(np.uint8).tobytes().decode("ascii")
 
 
 def string_to_counts(text: str) -> list[int]:

@@ -43,6 +43,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -101,7 +102,7 @@ class SpvisNode(LifecycleNode):
         self.active = False
         self.pubs: dict[str, dict[str, Any]] = {}
         self._subs: list[Any] = []
-        self._services: list[Any] = []
+        self._spvis_services: list[Any] = []
         self._timer: Any = None
         self.diag_pub: Any = None
         self.params = self._declare_parameters()
@@ -245,9 +246,9 @@ class SpvisNode(LifecycleNode):
             for pub in pubs.values():
                 self.destroy_lifecycle_publisher(pub)
         self.pubs = {}
-        for service in self._services:
+        for service in self._spvis_services:
             self.destroy_service(service)
-        self._services = []
+        self._spvis_services = []
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -307,20 +308,23 @@ class SpvisNode(LifecycleNode):
                 "labels": self.create_lifecycle_publisher(Image, f"{name}/labels", qos_out),
                 "overlay": self.create_lifecycle_publisher(Image, f"{name}/overlay", qos_out),
             }
-            self._services.append(self.create_service(
+            self._spvis_services.append(self.create_service(
                 Trigger, f"{name}/reset",
                 lambda req, res, s=stream: self._on_reset(req, res, [s])))
         self.pubs[""] = {
             "class_names": self.create_lifecycle_publisher(String, "class_names", latched),
             "label_info": self.create_lifecycle_publisher(LabelInfo, "label_info", latched),
         }
-        self._services += [
+        self._spvis_services += [
             self.create_service(Trigger, "~/reset", lambda req, res: self._on_reset(
                 req, res, list(self.streams.values()))),
             self.create_service(SetBool, "~/enable", self._on_enable),
         ]
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._timer = self.create_timer(1.0, self._publish_diagnostics)
+        # A steady clock: with use_sim_time and no /clock (bag replay driven by header stamps)
+        # a ROS-time timer would never fire, and diagnostics would go silent.
+        self._timer = self.create_timer(1.0, self._publish_diagnostics,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _subscribe(self) -> None:
         p = self.params

@@ -126,7 +126,7 @@ def test_make_read_round_trip(tmp_path, storage, compressed):
     assert summary.messages == 10 and summary.videos == 2
     meta = (bag / "metadata.yaml").read_text()
     assert f"storage_identifier: {storage}" in meta
-    topic = "/cam0/image/compressed" if compressed else "/cam0/image"
+    topic = "/cam0/image_raw/compressed" if compressed else "/cam0/image_raw"
     assert bag_topics(bag) == {topic: COMPRESSED_TYPE if compressed else IMAGE_TYPE}
     assert topic_counts(bag) == {topic: 10}
 
@@ -210,7 +210,7 @@ def test_make_cli_from_video_and_image_folder(tmp_path):
     writer.release()
     assert cli.main(["make", "--out", str(tmp_path / "b2"), "--video", str(video),
                      "--compressed", "--no-progress"]) == 0
-    got = list(read_images(tmp_path / "b2", "/cam0/image/compressed"))
+    got = list(read_images(tmp_path / "b2", "/cam0/image_raw/compressed"))
     assert [g.stamp_ns - START_NS for g in got] == [k * NS // 8 for k in range(5)]
     assert np.abs(got[2].rgb.astype(int) - imgs[2].astype(int)).mean() < 12
 
@@ -256,6 +256,127 @@ def test_reads_plain_mcap_written_by_mcap_ros2_support(tmp_path):
     assert [g.topic for g in got] == ["/front/image_raw"] * 4
     assert [g.stamp_ns for g in got] == [1234 * NS + k * 50_000_000 for k in range(4)]
     assert all(np.array_equal(g.rgb, f) for g, f in zip(got, imgs, strict=True))
+
+
+FOXY_QOS = ("- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n"
+            "    sec: 2147483647\n    nsec: 4294967295\n  lifespan:\n    sec: 2147483647\n"
+            "    nsec: 4294967295\n  liveliness: 1\n  liveliness_lease_duration:\n"
+            "    sec: 2147483647\n    nsec: 4294967295\n  avoid_ros_namespace_conventions: false")
+
+
+def _foxy_metadata(bag: Path, storage_file: str, topic: str, msgtype: str, count: int,
+                   start_ns: int, duration_ns: int, listed: int | None = None) -> None:
+    """metadata.yaml as rosbag2 (Foxy, version 4) writes it: QoS as a YAML string, in the old
+    enum numbers, which the storage file's own topic record does not repeat."""
+    listed = count if listed is None else listed
+    (bag / "metadata.yaml").write_text(f"""rosbag2_bagfile_information:
+  version: 4
+  storage_identifier: {"mcap" if storage_file.endswith(".mcap") else "sqlite3"}
+  relative_file_paths:
+    - {storage_file}
+  duration:
+    nanoseconds: {duration_ns}
+  starting_time:
+    nanoseconds_since_epoch: {start_ns}
+  message_count: {listed}
+  topics_with_message_count:
+    - topic_metadata:
+        name: {topic}
+        type: {msgtype}
+        serialization_format: cdr
+        offered_qos_profiles: {json.dumps(FOXY_QOS)}
+      message_count: {listed}
+  compression_format: ""
+  compression_mode: ""
+""")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_metadata_qos_never_filters_messages(tmp_path, storage):
+    """A bag whose metadata.yaml QoS differs from its storage's (rosbag2's old bags, an edited
+    depth) used to read as empty: info said 5 messages, play published 0 and exited 0."""
+    bag = tmp_path / "in"
+    write_image_bag(bag, [clip_video("a", 5, 1)], storage=storage)
+    expected = [f.stamp_ns for f in read_images(bag)]
+    meta = (bag / "metadata.yaml").read_text()
+    edited = meta.replace("offered_qos_profiles: []", """offered_qos_profiles:
+      - history: keep_last
+        depth: 7
+        reliability: reliable
+        durability: volatile
+        deadline: {sec: 0, nsec: 0}
+        lifespan: {sec: 0, nsec: 0}
+        liveliness: automatic
+        liveliness_lease_duration: {sec: 0, nsec: 0}
+        avoid_ros_namespace_conventions: false""")
+    assert edited != meta
+    (bag / "metadata.yaml").write_text(edited)
+    assert [f.stamp_ns for f in read_images(bag)] == expected
+    storage_file = next(p.name for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+    _foxy_metadata(bag, storage_file, "/cam0/image_raw", IMAGE_TYPE, 5, expected[0],
+                   expected[-1] - expected[0])
+    assert [f.stamp_ns for f in read_images(bag)] == expected
+    assert topic_counts(bag) == {"/cam0/image_raw": 5}
+
+
+def test_fewer_messages_than_listed_is_an_error_for_play_and_eval(tmp_path):
+    bag = tmp_path / "in"
+    write_image_bag(bag, [clip_video("a", 5, 1)], storage="sqlite3", categories=CATEGORIES)
+    stamps = [f.stamp_ns for f in read_images(bag)]
+    _foxy_metadata(bag, "in.db3", "/cam0/image_raw", IMAGE_TYPE, 5, stamps[0],
+                   stamps[-1] - stamps[0], listed=8)
+    with pytest.raises(BagError, match=r"read fewer messages than the bag lists "
+                                       r"\(/cam0/image_raw: 5 of 8\); read 5 messages"):
+        list(iter_messages(bag))
+    assert len(list(iter_messages(bag, check_counts=False))) == 5
+    rc = subprocess.run([sys.executable, "-m", "spvis_ros.bag.cli", "play", str(bag), "--fast",
+                         "--wait-subscribers", "0", "--no-progress"],
+                        env=ros_env(unique_domain()), capture_output=True, text=True,
+                        timeout=PROCESS_TIMEOUT, cwd=ROOT, check=False)
+    assert rc.returncode == 1, rc.stdout + rc.stderr
+    assert "5 of 8" in rc.stderr
+    # eval of a recording that lists more than it holds: an error, unless --allow-partial.
+    from rclpy.serialization import serialize_message
+    from spvis_msgs.msg import InstanceArray
+
+    from spvis_ros.bag.writer import BagWriter
+
+    rec = tmp_path / "rec"
+    with BagWriter(rec, "sqlite3") as w:
+        w.add_topic("/cam0/instances", "spvis_msgs/msg/InstanceArray")
+        for ns in stamps:
+            arr = InstanceArray(width=96, height=64)
+            arr.header.stamp.sec, arr.header.stamp.nanosec = divmod(ns, NS)
+            w.write("/cam0/instances", ns, serialize_message(arr))
+    _foxy_metadata(rec, "rec.db3", "/cam0/instances", "spvis_msgs/msg/InstanceArray", 5,
+                   stamps[0], stamps[-1] - stamps[0], listed=6)
+    assert cli.main(["eval", "--bag", str(rec), "--gt", str(sidecar_path(bag)), "--out",
+                     str(tmp_path / "ev"), "--no-video"]) == 1
+    assert cli.main(["eval", "--bag", str(rec), "--gt", str(sidecar_path(bag)), "--out",
+                     str(tmp_path / "ev"), "--no-video", "--allow-partial"]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "5 of 6" in metrics["bag"]["read_error"]
+
+
+def test_info_shows_duration_and_time_range(tmp_path, capsys):
+    bag = tmp_path / "in"
+    write_image_bag(bag, [clip_video("a", 5, 1, dt=0.25)])
+    assert cli.main(["info", str(bag)]) == 0
+    out = capsys.readouterr().out
+    assert "messages: 5" in out and "duration: 1.000 s" in out
+    assert "start: 2023-11-14T22:13:20.000+00:00 (1700000000.000 s)" in out
+    assert "end:   2023-11-14T22:13:21.000+00:00 (1700000001.000 s)" in out
+    assert "/cam0/image_raw  sensor_msgs/msg/Image  5 messages" in out
+    # A truncated MCAP (small chunks, cut in the data section): what a scan reads.
+    plain = tmp_path / "plain.mcap"
+    copy_to_plain_mcap(bag, plain, chunk_size=256)
+    data = plain.read_bytes()
+    (summary_start,) = struct.unpack_from("<Q", data, len(data) - 8 - 20)  # Footer record
+    (tmp_path / "cut.mcap").write_bytes(data[: summary_start * 7 // 10])
+    assert cli.main(["info", str(tmp_path / "cut.mcap")]) == 0
+    out = capsys.readouterr().out
+    assert "scanned" in out and "start: 2023-11-14T22:13:20.000" in out
+    assert "messages: 3" in out or "messages: 2" in out, out
 
 
 def test_reads_bare_storage_files_and_unfinished_directories(tmp_path):
@@ -461,7 +582,7 @@ def test_eval_counts_dropped_frames_and_writes_overlays(tmp_path):
     # The same recording as a plain MCAP in small chunks (the mcap library's writer), cut
     # short: an error naming it, or scored as far as it goes with allow_partial.
     plain = tmp_path / "rec.mcap"
-    copy_to_plain_mcap(perfect, plain, chunk_size=4096)
+    copy_to_plain_mcap(perfect, plain, chunk_size=256)  # RLE messages are small: many chunks
     data = plain.read_bytes()
     (summary_start,) = struct.unpack_from("<Q", data, len(data) - 8 - 20)  # Footer record
     plain.write_bytes(data[: summary_start * 6 // 10])  # cut inside the data section
@@ -506,10 +627,11 @@ def test_play_loop_remap_and_record_until_sigint(tmp_path):
     bag = tmp_path / "in"
     write_image_bag(bag, [clip_video("a", 5, 1)], storage="sqlite3")
     domain = unique_domain()
-    rec = BagProcess(["record", "--out", str(tmp_path / "rec"), "--topics", "/cam1/image",
+    rec = BagProcess(["record", "--out", str(tmp_path / "rec"), "--topics", "/cam1/image_raw",
                       "--duration", "60", "--wait-topics", "30"], domain, tmp_path / "rec.log")
     play = BagProcess(["play", str(bag), "--rate", "4", "--loop", "2", "--qos", "reliable",
-                       "--topic-remap", "/cam0/image:/cam1/image", "--wait-subscribers", "30",
+                       "--topic-remap", "/cam0/image_raw:/cam1/image_raw",
+                       "--wait-subscribers", "30",
                        "--no-progress"], domain, tmp_path / "play.log")
     try:
         rc, log = play.wait()

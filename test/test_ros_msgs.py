@@ -127,14 +127,17 @@ def test_msg_files_match_generated_fields() -> None:
         "visibility": "float",
         "bbox": "sensor_msgs/RegionOfInterest",
         "mask": "sequence<uint8>",
+        "mask_rle": "string",
         "first_seen": "builtin_interfaces/Time",
     }
     assert InstanceArray.get_fields_and_field_types() == {
         "header": "std_msgs/Header",
         "width": "uint32",
         "height": "uint32",
+        "mask_encoding": "uint8",
         "instances": "sequence<spvis_msgs/Instance>",
     }
+    assert (InstanceArray.MASK_MONO8, InstanceArray.MASK_RLE) == (0, 1)
 
 
 @pytest.mark.parametrize("big_mask", [False, True])

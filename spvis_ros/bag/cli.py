@@ -1,11 +1,11 @@
 """`spvis-bag`: make, play, record, evaluate and inspect rosbag2 bags (docs/bags.md).
 
-    spvis-bag make --out BAG [--storage mcap|sqlite3] [--compressed] [--topic T]
+    spvis-bag make --out BAG [--storage mcap|sqlite3] [--transport raw|compressed] [--topic T]
                    (--video FILE | --images DIR | --synthetic PRESET [--seed S] [--videos N])
     spvis-bag play BAG [--rate R | --fast] [--topic-remap OLD:NEW] [--loop [N]] [--wait-for T]
     spvis-bag record --out BAG --topics T [T ...] [--duration S] [--count N]
     spvis-bag eval --bag RECORDED --gt BAG.gt.json [--images-bag BAG] --out DIR
-    spvis-bag info BAG
+    spvis-bag info BAG             (topics, types, counts, duration and time range)
 
 Exit status: 0 done, 1 the work failed (the message names the file or topic), 2 bad usage.
 """
@@ -17,7 +17,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spvis_ros.bag.base import BagError
+from spvis_ros.transports import DEFAULT_BASE_TOPIC, TRANSPORT_NAMES
+
 PROG = "spvis-bag"
+DEFAULT_TOPIC = f"/cam0/{DEFAULT_BASE_TOPIC}"
 
 
 def _positive_float(text: str) -> float:
@@ -44,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--out", type=Path, required=True, help="bag to write (a rosbag2 directory)")
     mk.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                     help="storage plugin (default mcap)")
-    mk.add_argument("--compressed", action="store_true",
-                    help="sensor_msgs/CompressedImage (JPEG) instead of Image (rgb8)")
-    mk.add_argument("--topic", help="image topic (default /cam0/image, or "
-                    "/cam0/image/compressed with --compressed)")
+    mk.add_argument("--transport", choices=TRANSPORT_NAMES, default="raw",
+                    help="raw: sensor_msgs/Image rgb8; compressed: CompressedImage JPEG "
+                    "(default raw)")
+    mk.add_argument("--compressed", action="store_true", help="= --transport compressed")
+    mk.add_argument("--topic", help=f"image topic (default {DEFAULT_TOPIC}, plus the "
+                    "transport's suffix: /compressed)")
     mk.add_argument("--frame-id", default="cam0_optical", help="header frame_id")
     mk.add_argument("--start", type=float, default=1_700_000_000.0,
                     help="stamp of the first frame, seconds since the epoch (default 1.7e9)")
@@ -122,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="score what could be read of a truncated/corrupt recording")
     ev.add_argument("--progress", action="store_true", help="progress bars")
 
-    info = sub.add_parser("info", help="topics, types and message counts of a bag")
+    info = sub.add_parser("info", help="topics, types, message counts, duration and time range "
+                          "of a bag")
     info.add_argument("bag", type=Path)
     return parser
 
@@ -130,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _make(args: argparse.Namespace) -> int:
     from spvis_ros.bag import make
 
-    common = {"storage": args.storage, "compressed": args.compressed, "topic": args.topic,
+    compressed = args.compressed or args.transport == "compressed"
+    common = {"storage": args.storage, "compressed": compressed, "topic": args.topic,
               "frame_id": args.frame_id, "start_ns": round(args.start * 1e9),
               "video_gap_s": args.video_gap, "jpeg_quality": args.jpeg_quality,
               "overwrite": args.overwrite, "progress": not args.no_progress}
@@ -199,12 +207,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from spvis_ros.bag.io import bag_topics, topic_counts
+    from spvis_ros.bag.reader import bag_info
 
-    topics = bag_topics(args.bag)
-    counts = topic_counts(args.bag) or {}
-    for topic, msgtype in sorted(topics.items()):
-        print(f"{topic}  {msgtype}  {counts.get(topic, '?')} messages")
+    print(bag_info(args.bag).text())
     return 0
 
 
@@ -216,7 +221,6 @@ def _usage(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `spvis-bag` console script."""
     args = build_parser().parse_args(None if argv is None else list(argv))
-    from spvis_ros.bag.io import BagError
     from spvis_ros.bag.play import PlayError
     from spvis_ros.bag.record import RecordError
 

@@ -39,17 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from spvis_ros.bag.io import (
-    INSTANCES_TYPE,
-    BagError,
-    bag_topics,
-    deserialize,
-    iter_messages,
-    pick_image_topic,
-    read_images,
-    stamp_ns,
-)
+from spvis_ros.bag.base import INSTANCES_TYPE, BagError, deserialize, stamp_ns
 from spvis_ros.bag.make import bag_of_sidecar
+from spvis_ros.bag.reader import bag_topics, iter_messages, pick_image_topic, read_images
 
 FLOAT_STAMP_TOLERANCE_NS = 10_000
 MAX_LISTED = 20
@@ -197,28 +189,16 @@ def pick_instances_topic(path: str | Path, topic: str | None) -> str:
 
 
 def decode_instances(msg: Any) -> list[tuple[Any, np.ndarray]]:
-    """[(instance, full-frame bool mask)] of a deserialized InstanceArray.
+    """[(instance, full-frame bool mask)] of a deserialized InstanceArray (mono8 or RLE masks,
+    `spvis_ros.masks`).
 
     Raises:
-        ValueError: an instance whose mask size does not match its box, or a box outside the
-            image (names the instance).
+        ValueError: an instance whose mask does not match its box, or a box outside the image
+            (names the instance).
     """
-    h, w = int(msg.height), int(msg.width)
-    out = []
-    for k, inst in enumerate(msg.instances):
-        b = inst.bbox
-        x0, y0, bw, bh = int(b.x_offset), int(b.y_offset), int(b.width), int(b.height)
-        mask = np.asarray(inst.mask, np.uint8).reshape(-1)
-        if mask.size != bw * bh:
-            raise ValueError(f"instance {k} (id {int(inst.id)}): mask has {mask.size} bytes, box "
-                             f"is {bw}x{bh}")
-        if x0 + bw > w or y0 + bh > h:
-            raise ValueError(f"instance {k} (id {int(inst.id)}): box {x0},{y0} {bw}x{bh} outside "
-                             f"the {w}x{h} image")
-        full = np.zeros((h, w), bool)
-        full[y0:y0 + bh, x0:x0 + bw] = mask.reshape(bh, bw) > 0
-        out.append((inst, full))
-    return out
+    from spvis_ros.masks import full_masks
+
+    return list(zip(msg.instances, full_masks(msg), strict=True))
 
 
 def collect(recorded: str | Path, gt: Any, raw: dict[str, Any], options: EvalOptions

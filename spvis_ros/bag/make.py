@@ -1,8 +1,10 @@
 """`spvis-bag make`: image bags from a video file, an image folder or the synthetic generator.
 
-Every frame becomes one message (sensor_msgs/Image rgb8, or CompressedImage
-``"rgb8; jpeg compressed bgr8"`` with ``--compressed``) whose header stamp is the frame's time
-and whose bag log time equals that stamp:
+Every frame becomes one message of the chosen transport (`spvis_ros.transports`:
+sensor_msgs/Image rgb8 on ``/cam0/image_raw``, or with ``--transport compressed`` /
+``--compressed`` a CompressedImage ``"rgb8; jpeg compressed bgr8"`` on
+``/cam0/image_raw/compressed``) whose header stamp is the frame's time and whose bag log time
+equals that stamp:
 
 - synthetic: the generator's stamps (jittered, with dropped captures) + the start epoch; the
   videos follow one another in one bag, each starting `video_gap_s` after the last frame of the
@@ -29,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from spvis_ros.bag.io import COMPRESSED_TYPE, IMAGE_TYPE, BagError, BagWriter, image_cdr
+from spvis_ros.bag.base import BagError
+from spvis_ros.bag.writer import BagWriter, image_cdr
+from spvis_ros.transports import DEFAULT_BASE_TOPIC, TRANSPORTS
 
 DEFAULT_START_S = 1_700_000_000  # 2023-11-14T22:13:20Z: plausible wall-clock stamps
-DEFAULT_VIDEO_GAP_S = 60.0  # > the node's default max_gap_s (5 s) and keep_seconds (5 s)
-DEFAULT_TOPIC = "/cam0/image"
+DEFAULT_VIDEO_GAP_S = 60.0  # > the node's default max_gap_s (5 s)
+DEFAULT_TOPIC = f"/cam0/{DEFAULT_BASE_TOPIC}"  # the node's default input, camera cam0
 DEFAULT_FRAME_ID = "cam0_optical"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 NS = 1_000_000_000
@@ -104,13 +108,13 @@ def _header(stamp: int, frame_id: str) -> Any:
 
 def encode_frame(rgb: np.ndarray, stamp: int, frame_id: str, compressed: bool,
                  jpeg_quality: int = 90) -> bytes:
-    """One frame as the CDR bytes of an Image (rgb8) or CompressedImage (JPEG) message."""
-    from spvis_ros.image_conversion import rgb_to_compressed, rgb_to_image
-
+    """One frame as the CDR bytes of an Image (rgb8) or CompressedImage (JPEG) message, encoded
+    by the transport's encoder."""
     header = _header(stamp, frame_id)
     if compressed:
-        return image_cdr(rgb_to_compressed(rgb, header, "jpeg", jpeg_quality))
-    return image_cdr(rgb_to_image(rgb, header, "rgb8"))
+        return image_cdr(TRANSPORTS["compressed"].encode(rgb, header, fmt="jpeg",
+                                                         quality=jpeg_quality))
+    return image_cdr(TRANSPORTS["raw"].encode(rgb, header, encoding="rgb8"))
 
 
 def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: str = "mcap",
@@ -133,8 +137,9 @@ def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: 
 
     if video_gap_s <= 0:
         raise BagError(f"video_gap_s = {video_gap_s}: must be > 0")
-    topic = topic or (f"{DEFAULT_TOPIC}/compressed" if compressed else DEFAULT_TOPIC)
-    msgtype = COMPRESSED_TYPE if compressed else IMAGE_TYPE
+    transport = TRANSPORTS["compressed" if compressed else "raw"]
+    topic = topic or transport.topic(DEFAULT_TOPIC)
+    msgtype = transport.msgtype
     out = Path(out)
     sidecar = sidecar_path(out) if categories is not None else None
     gt_videos: list[dict[str, Any]] = []

@@ -35,16 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spvis_ros.bag.io import (
+from spvis_ros.bag.base import (
     IMAGE_TYPES,
     INSTANCES_TYPE,
     BagError,
-    bag_topics,
     header_stamp_ns,
-    iter_messages,
     rclpy_type,
-    topic_counts,
 )
+from spvis_ros.bag.reader import bag_topics, iter_messages, topic_counts
 
 QOS_CHOICES = ("reliable", "best_effort")
 

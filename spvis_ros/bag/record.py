@@ -1,8 +1,9 @@
 """`spvis-bag record`: write what arrives on live topics into a rosbag2 (MCAP by default).
 
 Each topic's type is taken from the ROS graph (its publishers), waiting up to ``--wait-topics``
-seconds for them; spvis_msgs types come from the typestore of `spvis_ros.bag.io` and other
-installed interface packages from their ``share/<pkg>/msg`` files. Messages are received
+seconds for them; spvis_msgs and vision_msgs types come from the typestore of
+`spvis_ros.bag.base` and other installed interface packages from their ``share/<pkg>/msg``
+files. Messages are received
 serialized (``raw=True``) and written as they are, with the receive time (system clock, ns) as
 the log time, like ``ros2 bag record``; header stamps stay inside the messages.
 
@@ -14,7 +15,7 @@ The recording starts when every subscription is matched with a publisher; the li
 ``--count`` messages (all topics together), after ``--duration`` seconds, or on SIGINT /
 SIGTERM, whichever comes first, and always closes the bag properly (metadata.yaml, MCAP index).
 A recorder killed with SIGKILL leaves an MCAP without index, which the readers here still read
-up to its last complete chunk (`spvis_ros.bag.io`).
+up to its last complete chunk (`spvis_ros.bag.reader`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spvis_ros.bag.io import BagError, BagWriter, rclpy_type
+from spvis_ros.bag.base import BagError, rclpy_type
 from spvis_ros.bag.play import QOS_CHOICES, RosSession, qos_profile
+from spvis_ros.bag.writer import BagWriter
 
 
 class RecordError(RuntimeError):

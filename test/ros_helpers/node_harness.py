@@ -43,15 +43,21 @@ def ros_env(domain: int) -> dict[str, str]:
 
 
 class NodeProcess:
-    """`python -m spvis_ros.node` with the given parameters; output goes to a log file."""
+    """`python -m spvis_ros.node` with the given parameters (and remappings); output (stdout
+    and stderr) goes to a log file."""
 
-    def __init__(self, domain: int, log: Path, params: dict[str, str]) -> None:
+    def __init__(self, domain: int, log: Path, params: dict[str, str],
+                 remaps: dict[str, str] | None = None, env: dict[str, str] | None = None
+                 ) -> None:
         args = [sys.executable, "-m", "spvis_ros.node", "--ros-args"]
         for k, v in params.items():
             args += ["-p", f"{k}:={v}"]
+        for old, new in (remaps or {}).items():
+            args += ["-r", f"{old}:={new}"]
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=ros_env(domain), stdout=self._log,
+        self.proc = subprocess.Popen(args, cwd=ROOT, env={**ros_env(domain), **(env or {})},
+                                     stdout=self._log,
                                      stderr=subprocess.STDOUT)
 
     def log(self) -> str:
@@ -148,6 +154,28 @@ class Driver:
 
         self.spin_until(lambda: match() is not None, timeout)
         return match()
+
+    def subscribe(self, msg_type: Any, topic: str, qos: QoSProfile | None = None) -> list[Any]:
+        """Collect every message of `topic` into the returned list (while spinning)."""
+        got: list[Any] = []
+        self.node.create_subscription(
+            msg_type, topic, got.append,
+            qos or QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        return got
+
+    def change_state(self, label: str, node: str = "/spvis") -> bool:
+        """Trigger the lifecycle transition `label` (configure, activate, ...) of `node`."""
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.label = label
+        return bool(self.call(ChangeState, f"{node}/change_state", request, timeout=60).success)
+
+    def get_state(self, node: str = "/spvis") -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return str(self.call(GetState, f"{node}/get_state", GetState.Request()).current_state
+                   .label)
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
         client = self.node.create_client(srv_type, name)

@@ -45,6 +45,7 @@ def make_sample(seed: int, big_mask: bool = False) -> Sample:
         },
         "width": 640,
         "height": 480,
+        "mask_encoding": 0,  # InstanceArray.MASK_MONO8
         "instances": [
             {
                 # Above 2**63: checks the field really is an unsigned 64-bit integer.
@@ -61,6 +62,7 @@ def make_sample(seed: int, big_mask: bool = False) -> Sample:
                     "do_rectify": False,
                 },
                 "mask": _mask(rng, height, width),
+                "mask_rle": "",
                 "first_seen": {"sec": 1_699_999_990, "nanosec": rng.randrange(10**9)},
             },
             {
@@ -77,6 +79,7 @@ def make_sample(seed: int, big_mask: bool = False) -> Sample:
                     "do_rectify": False,
                 },
                 "mask": [],
+                "mask_rle": "",
                 "first_seen": {"sec": 1_699_999_000, "nanosec": 0},
             },
         ],
@@ -90,6 +93,7 @@ def to_rclpy(sample: Sample) -> InstanceArray:
         header=Header(stamp=Time(**hdr["stamp"]), frame_id=hdr["frame_id"]),
         width=sample["width"],
         height=sample["height"],
+        mask_encoding=sample["mask_encoding"],
         instances=[
             Instance(
                 id=inst["id"],
@@ -99,6 +103,7 @@ def to_rclpy(sample: Sample) -> InstanceArray:
                 visibility=inst["visibility"],
                 bbox=RegionOfInterest(**inst["bbox"]),
                 mask=bytes(inst["mask"]),
+                mask_rle=inst["mask_rle"],
                 first_seen=Time(**inst["first_seen"]),
             )
             for inst in sample["instances"]
@@ -117,6 +122,7 @@ def from_msg(msg: Any) -> Sample:
         "header": {"stamp": _time_dict(msg.header.stamp), "frame_id": str(msg.header.frame_id)},
         "width": int(msg.width),
         "height": int(msg.height),
+        "mask_encoding": int(msg.mask_encoding),
         "instances": [
             {
                 "id": int(inst.id),
@@ -132,6 +138,7 @@ def from_msg(msg: Any) -> Sample:
                     "do_rectify": bool(inst.bbox.do_rectify),
                 },
                 "mask": list(bytes(inst.mask)),
+                "mask_rle": str(inst.mask_rle),
                 "first_seen": _time_dict(inst.first_seen),
             }
             for inst in msg.instances
@@ -152,6 +159,7 @@ def to_rosbags(sample: Sample, typestore: Any) -> Any:
         header=header_t(stamp=time_t(**hdr["stamp"]), frame_id=hdr["frame_id"]),
         width=sample["width"],
         height=sample["height"],
+        mask_encoding=sample["mask_encoding"],
         instances=[
             instance_t(
                 id=inst["id"],
@@ -161,6 +169,7 @@ def to_rosbags(sample: Sample, typestore: Any) -> Any:
                 visibility=inst["visibility"],
                 bbox=roi_t(**inst["bbox"]),
                 mask=np.array(inst["mask"], dtype=np.uint8),
+                mask_rle=inst["mask_rle"],
                 first_seen=time_t(**inst["first_seen"]),
             )
             for inst in sample["instances"]
