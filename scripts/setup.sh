@@ -52,7 +52,7 @@ else
     echo "$PIP_KEY" >"$STATE/pip.stamp"
 fi
 
-# 3. ROS 2 wheels + spvis_msgs
+# 3. ROS 2 wheels + the interface packages (vision_msgs from ros_deps/, spvis_msgs from msg/)
 if [[ "${SPVIS_SKIP_ROS:-0}" == "1" ]]; then
     log "3/5 ros: skipped (SPVIS_SKIP_ROS=1)"
 else

@@ -110,7 +110,7 @@ def test_one_flipped_bit_is_caught_by_the_checksum(saved, tmp_path):
     assert torch.isfinite(tensor).all()
     payload["state_dict"][key] = tensor
     torch.save(payload, tmp_path / "flipped.pt")
-    with pytest.raises(CheckpointError, match="do not match their checksum.*corrupt or was "
+    with pytest.raises(CheckpointError, match=r"do not match their checksum.*corrupt or was "
                                               "edited"):
         load_checkpoint(tmp_path / "flipped.pt")
 
@@ -125,7 +125,7 @@ def test_bit_flip_in_the_file_bytes_is_caught(saved, tmp_path):
     assert at > 0, "tensor bytes not found in the file"
     data[at + 2] ^= 0x10
     (tmp_path / "bytes.pt").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="bytes.pt"):
+    with pytest.raises(CheckpointError, match=r"bytes\.pt"):
         load_checkpoint(tmp_path / "bytes.pt")
 
 
@@ -144,7 +144,7 @@ def test_nan_weights_are_refused_naming_the_tensor(tiny, tmp_path):
             if value.is_floating_point():
                 value.fill_(float("nan"))
     nan_model.save(tmp_path / "all_nan.pt")
-    with pytest.raises(CheckpointError, match="non-finite.*and [0-9]+ more tensors"):
+    with pytest.raises(CheckpointError, match=r"non-finite.*and [0-9]+ more tensors"):
         load_checkpoint(tmp_path / "all_nan.pt")
     # Half storage: inf from a float32 value too large for float16 is caught the same way.
     with torch.no_grad():

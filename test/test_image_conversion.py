@@ -756,3 +756,72 @@ def test_fuzzed_messages_raise_only_image_conversion_error(photo: np.ndarray) ->
         except ImageConversionError:
             continue
         assert out.ndim == 3 and out.shape[2] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Long values and codec output
+# --------------------------------------------------------------------------------------------
+def test_megabyte_field_values_give_short_messages(photo: np.ndarray) -> None:
+    """A 1 MB encoding or format string used to make a 1 MB error (and log) line."""
+    msg = rgb_to_image(photo, None, "rgb8")
+    msg.encoding = "y" * 1_000_000
+    with pytest.raises(ImageConversionError) as info:
+        image_to_rgb(msg)
+    assert len(str(info.value)) < 600 and "1000002 characters" in str(info.value)
+    comp = rgb_to_compressed(photo, None, "jpeg")
+    comp.format = "jpeg; " + "z" * 1_000_000
+    with pytest.raises(ImageConversionError) as info:
+        compressed_to_rgb(comp)
+    assert len(str(info.value)) < 600
+
+
+_DECODE_SCRIPT = r"""
+import sys
+import numpy as np
+from spvis_ros.image_conversion import ImageConversionError, compressed_to_rgb, rgb_to_compressed
+rgb = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+said = []
+for fmt in ("png", "jpeg", "jpeg-extra"):
+    msg = rgb_to_compressed(rgb, None, fmt.split("-")[0])
+    data = bytearray(bytes(msg.data))
+    if fmt == "jpeg-extra":
+        data[-2:-2] = bytes(40)  # bytes before the end marker: decodes, libjpeg complains
+    else:
+        for i in range(40, min(len(data), 400), 7):
+            data[i] ^= 0x5A
+    msg.data = bytes(data)
+    try:
+        compressed_to_rgb(msg, on_decoder_message=said.append)
+        print(fmt, "decoded")
+    except ImageConversionError as exc:
+        print(fmt, "error:", exc)
+print("callback:", said)
+"""
+
+
+def test_codec_stderr_output_is_captured_and_passed_on(tmp_path) -> None:
+    """libpng / libjpeg complaints used to be written straight to the process's stderr; now
+    nothing reaches stderr, and the text ends up in the error or the callback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    out = done.stdout
+    assert "png error:" in out and "the decoder said: libpng error" in out, out
+    assert "jpeg error:" in out and "the decoder said: Corrupt JPEG data" in out, out
+    assert "jpeg-extra decoded" in out, out
+    assert "decoded, but the decoder said: Corrupt JPEG data" in out.split("callback:")[1], out
+
+
+def test_decoder_output_without_a_callback_is_a_warning(photo: np.ndarray) -> None:
+    from spvis_ros.image_conversion import DecoderWarning
+
+    msg = rgb_to_compressed(photo, None, "jpeg")
+    data = bytearray(bytes(msg.data))
+    data[-2:-2] = b"\x00" * 40  # bytes before the EOI marker: "extraneous bytes"
+    msg.data = bytes(data)
+    with pytest.warns(DecoderWarning, match="Corrupt JPEG data"):
+        compressed_to_rgb(msg)

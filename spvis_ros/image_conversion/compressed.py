@@ -11,6 +11,7 @@ ROS logging with the camera and stamp), or, without a callback, issued as a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -161,6 +162,7 @@ def _captured_stderr() -> Iterator[list[str]]:
             return
         if not _sink:
             _sink.append(tempfile.TemporaryFile())  # noqa: SIM115 - kept open for reuse
+            atexit.register(_sink[0].close)
         sink = _sink[0]
         sink.seek(0)
         sink.truncate()
