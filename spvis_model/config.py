@@ -139,6 +139,7 @@ class TrackerConfig:
     output_score: float = 0.3
     coast_seconds: float = 0.0
     output_nms_iou: float = 1.0
+    lost_by_position: bool = False
     use_reid: bool = True
     use_sim: bool = True
     use_referring: bool = True
@@ -223,7 +224,7 @@ class ModelConfig:
         _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
                and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
                "a finite number of seconds >= 0 (0: off)")
-        for name in TRACKER_SWITCHES:
+        for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
         for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",

@@ -285,3 +285,13 @@ def test_publish_policies_coasting_and_duplicate_suppression():
     masks = torch.stack([square(0, 0), square(0, 0), square(2, 2), square(2, 2)])
     assert suppress_duplicates(visible, score, masks, 0.5).tolist() == [False, True, True, False]
     assert suppress_duplicates(visible, score, masks, 1.0).tolist() == visible.tolist()
+
+
+def test_lost_by_position_matches_a_lost_track_where_it_was():
+    a = unit(1, 0, 0, 0)
+    # Its memory key is unlike the detection (no re-identification), but it is back in place.
+    state = state_with([{"status": LOST, "ref": a, "proto": unit(0, 1, 0, 0),
+                         "mask": square(0, 0)}])
+    d = dets([a], [square(0, 0)], [0.9])
+    assert associate(state, d, CFG).match[0] == -1
+    assert associate(state, d, dataclasses.replace(CFG, lost_by_position=True)).match[0] == 0

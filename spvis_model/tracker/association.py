@@ -1,7 +1,8 @@
 """PGT step a, association: gated Hungarian matching of tracks to this frame's detections.
 
-Two passes. Tracks that were recently visible (active and tentative) are matched on
-appearance plus position, cost (1 − cos(ref, e)) + λ(1 − IoU(last mask, mask)). Every
+Two passes. Tracks that were recently visible (active and tentative; with
+`lost_by_position`, lost ones too, at their last position) are matched on appearance plus
+position, cost (1 − cos(ref, e)) + λ(1 − IoU(last mask, mask)). Every
 confirmed track still unmatched (lost ones, and active ones whose last mask no longer
 overlaps, e.g. after an occlusion or at a low frame rate) then gets a second chance by
 appearance alone, through its memory prototype μ, against the confident leftovers, with a
@@ -98,7 +99,10 @@ def associate(state: TrackerState, dets: Detections, cfg: TrackerConfig) -> Asso
     by_memory = torch.zeros(m, dtype=torch.bool, device=dev)
     cand = dets.candidates
     status = state.status
-    recent = torch.nonzero((status == ACTIVE) | (status == TENTATIVE)).flatten()
+    first = (status == ACTIVE) | (status == TENTATIVE)
+    if cfg.lost_by_position:
+        first = first | (status == LOST)
+    recent = torch.nonzero(first).flatten()
     if recent.numel() and cand.numel():
         cost = match_cost(state.ref[recent], state.mask[recent], dets.unit[cand],
                           dets.low[cand], cfg.iou_weight)
