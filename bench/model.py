@@ -11,9 +11,15 @@ For each preset at 640×480 it times, per frame (batch 1, median of the repeats)
 - the TrackerState's bytes against max_tracks, and after 1, 100 and 1000 frames (constant).
 
 Weights are random (timing does not depend on them). Live tracks are planted in the state.
+The presets r50, r101, swin-t, swin-s, swin-b and swin-l are the architectures `spvis import`
+makes from published Mask2Former / MinVIS / DVIS checkpoints (100 queries, 200 for swin-l).
+They run at 640×480 with spvis's 640 px rule; `--min-size N` times them with an imported
+model's own test-time rule instead (shorter side N, longer side at most 1333: 800 for COCO
+models, 360 / 480 for the video ones), where a 640×480 frame is resized first.
 
     python bench/model.py --device cpu
     python bench/model.py --device cuda --presets tiny lite0 r50
+    python bench/model.py --device cpu --presets r50 r101 swin-t swin-l
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 
 from spvis_model.config import preset
-from spvis_model.model import SPVIS
+from spvis_model.model import SPVIS, make_tracker
 from spvis_model.tracker.geometry import time_encoding
 from spvis_model.tracker.state import ACTIVE, TrackerState
 
@@ -81,9 +87,12 @@ def planted_state(model: SPVIS, live: int, seed: int = 0) -> TrackerState:
 
 
 @torch.inference_mode()
-def bench_preset(name: str, device: str, repeats: int, precision: str) -> dict:
+def bench_preset(name: str, device: str, repeats: int, precision: str,
+                 min_size: int = 0) -> dict:
     torch.manual_seed(0)  # random weights; seeded so runs compare (see docs/benchmarks.md)
     cfg = preset(name)
+    if min_size:
+        cfg.input.min_size, cfg.input.max_size = min_size, 1333
     cfg.tracker.max_tracks = max(cfg.tracker.max_tracks, 64)
     model = SPVIS(cfg, pretrained_backbone=False).to(device).eval()
     if precision != "float32":
@@ -136,11 +145,12 @@ def bench_preset(name: str, device: str, repeats: int, precision: str) -> dict:
     for m in (8, 16, 32, 64, 128):
         c2 = preset(name)
         c2.tracker.max_tracks = m
-        sizes[m] = SPVIS(c2, pretrained_backbone=False).init_state().nbytes()
+        # The state depends on the tracker config only: no need to build the segmenter again.
+        sizes[m] = make_tracker(c2).init_state(torch.device(device)).nbytes()
     out["state_bytes_by_max_tracks"] = sizes
     # State size against stream length (the state does not depend on the input size, so these
     # frames are processed small to keep the bench short).
-    model.cfg.input.max_size = 64
+    model.cfg.input.max_size, model.cfg.input.min_size = 64, 0
     state = model.init_state()
     small = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     by_frames = {}
@@ -160,6 +170,9 @@ def main() -> None:
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--min-size", type=int, default=0,
+                        help="time with an imported model's resize rule: shorter side N, "
+                             "longer <= 1333 (default 0: spvis's 640 px rule)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -171,7 +184,7 @@ def main() -> None:
           f"{args.precision}; median of {repeats}")
     results = []
     for name in args.presets:
-        r = bench_preset(name, args.device, repeats, args.precision)
+        r = bench_preset(name, args.device, repeats, args.precision, args.min_size)
         results.append(r)
         ms = {k: v * 1e3 for k, v in r.items() if k.endswith("_s")}
         print(f"\n[{name}] input {r['input'][1]}x{r['input'][0]}: "
