@@ -83,6 +83,21 @@ def test_unknown_top_level_entry_is_refused(tmp_path):
         run_import(path, tmp_path)
 
 
+def test_detectron2_trainer_entries_are_dropped(tmp_path):
+    """detectron2's DefaultTrainer saves {"model", "trainer": {...}, "iteration"} (and older
+    versions "optimizer", "scheduler"): all dropped, listed in the report."""
+    tensors = read_source_file(FIXTURES / "minvis_ytvis19_r50.pth").tensors
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": tensors, "iteration": 7,
+                "trainer": {"iteration": 7, "hooks": {"LRScheduler": {"_last_lr": [1e-4]}},
+                            "_trainer": {"optimizer": {"state": {}, "param_groups": []}}},
+                "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 7}},
+               path)
+    result = run_import(path, tmp_path, source="minvis", classes="ytvis2019")
+    for key in ("trainer", "iteration", "optimizer", "scheduler"):
+        assert result.dropped[f"top-level entry {key!r} (not the model)"] == 1
+
+
 def test_bare_state_dict_imports(tmp_path):
     tensors = read_source_file(FIXTURES / "m2f_coco_r50.pkl").tensors
     path = tmp_path / "bare.pth"

@@ -136,6 +136,8 @@ TOP_LEVEL_DROPPED: dict[str, str] = {
     "optimizer": "optimizer state (training only)",
     "scheduler": "learning-rate scheduler state (training only)",
     "grad_scaler": "mixed-precision scaler state (training only)",
+    "trainer": "detectron2 trainer state: iteration, hooks (LR scheduler), optimizer, grad "
+               "scaler (training only)",
 }
 
 
