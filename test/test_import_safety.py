@@ -80,6 +80,25 @@ def test_malicious_pth_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
+def test_malicious_pth_with_numpy_arrays_runs_nothing(tmp_path):
+    """numpy arrays are allowed in a .pth too; the payload beside them is still refused."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "numpy_evil.pth"
+    torch.save(evil_state(marker, "exec"), path)
+    with pytest.raises(UnsafeFileError, match=r"refused to load global builtins\.exec"):
+        read_source_file(path)
+    assert not marker.exists()
+
+
+def test_pth_with_numpy_values_loads(tmp_path):
+    path = tmp_path / "numpy_ok.pth"
+    torch.save({"model": {"w": np.ones((2, 2), np.float32)},
+                "trainer": {"iteration": np.int64(3)}}, path)
+    src = read_source_file(path)
+    assert torch.equal(src.tensors["w"], torch.ones(2, 2))
+    assert src.top_level_dropped == ["trainer"]
+
+
 def test_cli_reports_the_refused_global(tmp_path, capsys):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"

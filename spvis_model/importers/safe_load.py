@@ -6,7 +6,8 @@
   function, ...) and any persistent id is refused with :class:`UnsafeFileError` naming it,
   before anything is called.
 - Everything else (``.pth``: MinVIS / DVIS, detectron2 Checkpointer files) is loaded with
-  ``torch.load(weights_only=True)``; a refused global is reported the same way.
+  ``torch.load(weights_only=True)`` (numpy's array / dtype / scalar rebuilders added to its
+  allowed globals, nothing else); a refused global is reported the same way.
 """
 
 from __future__ import annotations
@@ -90,10 +91,22 @@ def read_pickle(path: Path) -> Any:
                                         f"({type(exc).__name__}: {exc})") from exc
 
 
+def _numpy_data_globals() -> list[Any]:
+    """numpy's array / dtype / scalar rebuilders (data only), for .pth files that hold numpy
+    values (e.g. in a detectron2 trainer state)."""
+    found = [_multiarray._reconstruct, _multiarray.scalar, np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return found
+
+
 def read_torch(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` on CPU; a refused global raises UnsafeFileError."""
+    """``torch.load(weights_only=True)`` on CPU, with numpy's data-only rebuilders also
+    allowed; a refused global raises UnsafeFileError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         match = _TORCH_GLOBAL.search(str(exc))
         if match:
