@@ -13,7 +13,7 @@ demo: setup  ## the main job on an embedded default: bags -> real node -> record
 	  { apt-get install -y -q opencv-doc >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1; }; } || \
 	  echo "[demo] could not install opencv-doc: the real-video part will be skipped"; }
-	@$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 test: setup  ## lint + the whole test suite (CUDA tests skip without a GPU)
 	@$(VENV)/bin/ruff check .

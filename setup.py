@@ -58,7 +58,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["spvis_model", "spvis_model.*", "spvis_ros", "spvis_ros.*"]),
-    package_data={"spvis_model": ["weights/*.pt"]},
+    package_data={"spvis_model": ["weights/*.pt", "classes/*.json"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     data_files=[

@@ -11,6 +11,8 @@
 #                         e.g. a CUDA build you installed, is kept)
 #   SPVIS_WITH_CUDA=0|1   force the CUDA kernels off/on (default: on when torch has CUDA and nvcc)
 #   SPVIS_SKIP_ROS=1      skip the ROS 2 wheels and messages (model-only machines)
+#   SPVIS_SKIP_MEDIA=1    do not apt-get install opencv-doc (its real videos feed the training
+#                         data and the false-positive test)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +52,20 @@ else
             || { tail -20 "$STATE/pip.log" >&2; die "pip install of torch / requirements-dev.txt failed"; }
     fi
     echo "$PIP_KEY" >"$STATE/pip.stamp"
+fi
+
+# 2b. real footage for training data and the false-positive test (Debian's opencv-doc:
+# vtest.avi, Megamind.avi, the sample photos; spvis_model/data/real_media.py)
+OPENCV_DOC=/usr/share/doc/opencv-doc/examples/data/vtest.avi
+if [[ -f "$OPENCV_DOC" ]]; then
+    log "2/5 media: opencv-doc present"
+elif [[ "${SPVIS_SKIP_MEDIA:-0}" == "1" ]]; then
+    log "2/5 media: skipped (SPVIS_SKIP_MEDIA=1): real-video tests will fail"
+else
+    log "2/5 media: installing Debian's opencv-doc (real videos and photos, ~96 MB)"
+    { apt-get install -y -q opencv-doc >/dev/null 2>&1 || \
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q opencv-doc >/dev/null 2>&1; }; } \
+        || log "2/5 media: WARNING: could not install opencv-doc; real-video tests will fail"
 fi
 
 # 3. ROS 2 wheels + the interface packages (vision_msgs from ros_deps/, spvis_msgs from msg/)

@@ -53,7 +53,7 @@ def segmenter_digest(model: SPVIS) -> str:
     for name, t in sorted(model.segmenter.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(model.cfg.input.max_size).encode())
+    h.update(json.dumps(dataclasses.asdict(model.cfg.input), sort_keys=True).encode())
     return h.hexdigest()
 
 
