@@ -13,7 +13,7 @@ segmenter runs once per frame for the whole table and the comparison is exact.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from spvis_model.feature_cache import FeatureCache
+from spvis_model.instances import Instances
 from spvis_model.model import SPVIS, make_tracker
 from spvis_model.tracker.methods import METHODS
 from spvis_model.tracker.settings import TrackSettings
@@ -72,6 +73,26 @@ def make_variant(model: SPVIS, name: str, overrides: Mapping[str, Any]) -> Varia
 
 
 @torch.inference_mode()
+def _instances(model: SPVIS, cache: FeatureCache, variants: list[Variant],
+               progress: bool) -> Iterator[tuple[int, dict[str, list[Instances]]]]:
+    """(video id, {variant: per-frame Instances}) for each cached video, the variants stepped
+    in lock-step over the same segmenter outputs."""
+    cache.check_model(model)
+    heads = model.segmenter.decoder
+    for vid in tqdm(cache.video_ids, desc="videos", disable=not progress):
+        video = cache.video(vid)
+        states = {v.name: v.tracker.init_state(model.device) for v in variants}
+        frames: dict[str, list[Instances]] = {v.name: [] for v in variants}
+        for t in range(len(video)):
+            feats = video.features(t, heads, model.device)
+            stamp = float(video.stamps[t])
+            for v in variants:
+                states[v.name], step = METHODS[v.association](
+                    v.tracker, states[v.name], feats, stamp, heads, v.settings)
+                frames[v.name].append(model.postprocess(step, video.geometry))
+        yield vid, frames
+
+
 def variant_results(model: SPVIS, cache: FeatureCache, data: str | Path,
                     variants: list[Variant], progress: bool = True
                     ) -> dict[str, list[dict[str, Any]]]:
@@ -80,26 +101,28 @@ def variant_results(model: SPVIS, cache: FeatureCache, data: str | Path,
     from spvis_model.eval.results import results_from_tracks
     from spvis_model.eval.runner import category_mapping, known_classes
 
-    cache.check_model(model)
     gt = load_ground_truth(data)
     mapping = category_mapping(model.class_names, gt.categories, str(data))
-    heads = model.segmenter.decoder
     results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
-    for vid in tqdm(cache.video_ids, desc="videos", disable=not progress):
-        video = cache.video(vid)
-        states = {v.name: v.tracker.init_state(model.device) for v in variants}
-        frames: dict[str, list[Any]] = {v.name: [] for v in variants}
-        for t in range(len(video)):
-            feats = video.features(t, heads, model.device)
-            stamp = float(video.stamps[t])
-            for v in variants:
-                states[v.name], step = METHODS[v.association](
-                    v.tracker, states[v.name], feats, stamp, heads, v.settings)
-                frames[v.name].append(known_classes(model.postprocess(step, video.geometry),
-                                                    mapping))
+    for vid, frames in _instances(model, cache, variants, progress):
         for v in variants:
-            results[v.name].extend(results_from_tracks(vid, frames[v.name], mapping))
+            kept = [known_classes(inst, mapping) for inst in frames[v.name]]
+            results[v.name].extend(results_from_tracks(vid, kept, mapping))
     return results
+
+
+def published_per_frame(model: SPVIS, cache: FeatureCache, variants: list[Variant],
+                        score_threshold: float = 0.5, progress: bool = True
+                        ) -> dict[str, dict[int, list[int]]]:
+    """{variant: {video id: instances published on each frame}}: the instances scoring >=
+    `score_threshold`, as the node publishes them (on object-free footage every one of them
+    is a false positive)."""
+    counts: dict[str, dict[int, list[int]]] = {v.name: {} for v in variants}
+    for vid, frames in _instances(model, cache, variants, progress):
+        for v in variants:
+            counts[v.name][vid] = [int((inst.scores >= score_threshold).sum())
+                                   for inst in frames[v.name]]
+    return counts
 
 
 def score(data: str | Path, results: list[dict[str, Any]],

@@ -115,6 +115,9 @@ class TrackerConfig:
     (spvis_model.tracker.settings): how long a lost track stays re-identifiable, and how long
     a track seen once waits for a second sighting. The `use_*` switches turn stages off for
     ablations (memory re-identification, SIM, referring decoder, error correction, RCP).
+    `score_calibration` maps the tracker's scores to the probability that a published track
+    is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
+    node's `score_threshold` apply to the calibrated scores.
     """
 
     association: str = "pgt"
@@ -138,6 +141,7 @@ class TrackerConfig:
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
     coast_seconds: float = 0.0
+    score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
     lost_by_position: bool = False
     use_reid: bool = True
@@ -221,6 +225,11 @@ class ModelConfig:
         _check(_is_number(tr.tentative_intervals) and math.isfinite(tr.tentative_intervals)
                and tr.tentative_intervals >= 0, "tracker.tentative_intervals",
                tr.tentative_intervals, "a finite number >= 0 (0: seconds only)")
+        cal = tr.score_calibration
+        _check(isinstance(cal, (list, tuple)) and len(cal) == 2
+               and all(_is_number(v) and math.isfinite(v) for v in cal) and cal[0] > 0,
+               "tracker.score_calibration", cal,
+               "[a, b] with a > 0: published score = sigmoid(a * logit(s) + b); [1, 0] = as is")
         _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
                and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
                "a finite number of seconds >= 0 (0: off)")

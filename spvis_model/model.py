@@ -201,7 +201,10 @@ class SPVIS(nn.Module):
     def postprocess(self, result: TrackStep, geom: FrameGeometry) -> Instances:
         """Visible tracks above the output score -> Instances at the original resolution."""
         h, w = geom.original
-        keep = result.visible & (result.score >= self.cfg.tracker.output_score)
+        a, b = self.cfg.tracker.score_calibration
+        score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
+            a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
+        keep = result.visible & (score >= self.cfg.tracker.output_score)
         if not bool(keep.any()):
             return Instances.empty(h, w)
         logits = result.mask_logits[keep][None]
@@ -216,7 +219,7 @@ class SPVIS(nn.Module):
             ids=result.ids[keep][nonempty].cpu().numpy().astype(np.int64),
             labels=labels.cpu().numpy().astype(np.int64),
             label_names=[names[i] for i in labels.tolist()],
-            scores=result.score[keep][nonempty].float().cpu().numpy(),
+            scores=score[keep][nonempty].float().cpu().numpy(),
             boxes=masks_to_boxes(masks).cpu().numpy().astype(np.float32),
             masks=masks.cpu().numpy(),
             visibility=result.visibility[keep][nonempty].float().cpu().numpy(),

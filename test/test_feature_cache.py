@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from spvis_model.ablation import ABLATION, make_variant, run_variants, variant_results
+from spvis_model.ablation import (
+    ABLATION,
+    make_variant,
+    published_per_frame,
+    run_variants,
+    variant_results,
+)
 from spvis_model.eval.runner import read_frame, video_stamps
 from spvis_model.feature_cache import CacheError, FeatureCache, build_cache, segmenter_digest
 from spvis_model.training.cached_clips import CachedClipDataset
@@ -146,6 +152,13 @@ def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache):
     assert variants[0].tracker.cfg.max_tracks >= trained_tiny.cfg.segmenter.num_queries
     results = variant_results(trained_tiny, tiny_cache, tiny_videos, variants, progress=False)
     assert results["MinVIS"] != results["+ RCP (full PGT)"]
+    counts = published_per_frame(trained_tiny, tiny_cache, variants, 0.0, progress=False)
+    pgt = counts["+ RCP (full PGT)"]
+    assert sorted(pgt) == sorted(tiny_cache.video_ids) and all(len(c) == 6 for c in pgt.values())
+    # Both objects of these easy clips are found on most frames.
+    assert sum(map(sum, pgt.values())) >= 12
+    none = published_per_frame(trained_tiny, tiny_cache, variants[1:], 1.01, progress=False)
+    assert sum(map(sum, none["+ RCP (full PGT)"].values())) == 0
     # The harness gives what the model's own online run gives for the full tracker.
     from spvis_model.eval.runner import run_model_on_dataset
 

@@ -225,3 +225,28 @@ def test_demo_checkpoint_says_so_and_settings_never_touch_the_config(tmp_path):
     state, _ = demo.step(state, frame, 0.0, TrackSettings(keep_seconds=123.0,
                                                           tentative_seconds=0.25))
     assert dataclasses.asdict(demo.cfg.tracker) == before
+
+
+def test_score_calibration_maps_published_scores():
+    from spvis_model.config import ConfigError
+    from spvis_model.model import FrameGeometry
+    from spvis_model.tracker.types import TrackStep
+
+    model = build_model("tiny").eval()
+    v = 2
+    step = TrackStep(
+        slots=torch.arange(v), ids=torch.tensor([1, 2]), visible=torch.tensor([True, True]),
+        det_index=torch.tensor([0, 1]), class_logits=torch.zeros(v, 2),
+        running_logits=torch.tensor([[2.0, 0.0], [2.0, 0.0]]),
+        mask_logits=torch.full((v, 8, 8), 5.0), visibility=torch.ones(v),
+        score=torch.tensor([0.6, 0.35]), first_seen=torch.zeros(v, dtype=torch.float64),
+        query=torch.zeros(v, 64), refined=torch.zeros(v, 64))
+    geom = FrameGeometry((32, 32), (32, 32), (32, 32))
+    assert model.postprocess(step, geom).scores.tolist() == pytest.approx([0.6, 0.35])
+    model.cfg.tracker.score_calibration = [1.0, -1.0]  # halves the odds
+    inst = model.postprocess(step, geom)
+    # 0.6 -> odds 1.5 * e^-1 -> 0.356; 0.35 -> 0.165, below output_score 0.3: not published
+    assert inst.scores.tolist() == pytest.approx([0.3556], abs=1e-3)
+    model.cfg.tracker.score_calibration = [0.0, 1.0]
+    with pytest.raises(ConfigError, match=r"tracker\.score_calibration"):
+        model.cfg.validate()

@@ -31,6 +31,8 @@ from spvis_model.eval.breakdown import (
     occlusion_bucket,
     video_occlusion,
 )
+from spvis_model.eval.calibration import reliability, track_outcomes
+from spvis_model.eval.calibration_report import plot_reliability, reliability_markdown
 from spvis_model.eval.data import (
     GroundTruth,
     GtSource,
@@ -46,7 +48,8 @@ from spvis_model.eval.ytvis import SUMMARY_KEYS, YTVISEvaluator
 
 MAX_STRIP_FRAMES = 6
 PLOT_FILES = {"per_video_ap": "per_video_ap.png", "idsw_vs_fps": "idsw_vs_fps.png",
-              "errors": "errors.png", "worst_video": "worst_video.png"}
+              "errors": "errors.png", "reliability": "reliability.png",
+              "worst_video": "worst_video.png"}
 
 
 def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Track],
@@ -57,7 +60,8 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
     Keys: "inputs", "ytvis" (AP..AR10), "tracking" (HOTA, DetA, AssA, MOTSA, IDF1, IDSW, ...;
     classes detection-averaged), "tracking_class_averaged" (the same, class-averaged),
     "tracking_per_class" (one row per category), "errors" (the error breakdown: "summary",
-    "gt_tracks" and "tracker_tracks" rows), "per_video" (list of rows), "buckets" ({"fps":
+    "gt_tracks" and "tracker_tracks" rows), "calibration" (score reliability of the
+    predictions, spvis_model.eval.calibration), "per_video" (list of rows), "buckets" ({"fps":
     {...}, "occlusion": {...}}, only non-empty buckets, each with its video ids, "ytvis",
     "tracking" and "errors"), "worst_video" (id or None). Per-video rows and buckets carry the
     error summary of their videos.
@@ -67,6 +71,7 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
     ap = YTVISEvaluator(gt, preds, progress=progress)
     trk = TrackingEvaluator(gt, preds, score_threshold, progress=progress)
     errors = error_breakdown(gt, preds, score_threshold)
+    calibration = reliability(*track_outcomes(gt, preds)).as_json()
     ap_per_video = ap.per_video(progress=progress)
     n_preds: dict[int, int] = {vid: 0 for vid in gt.videos}
     for p in preds:
@@ -105,6 +110,7 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
         "tracking_per_class": [{"category_id": cid, "name": gt.categories[cid], **row}
                                for cid, row in trk.per_class().items()],
         "errors": errors.as_json(),
+        "calibration": calibration,
         "per_video": rows,
         "buckets": buckets,
         "worst_video": worst["video_id"] if worst else None,
@@ -161,6 +167,8 @@ def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note:
     if "errors" in results:
         names = {r["category_id"]: r["name"] for r in results.get("tracking_per_class", [])}
         lines += error_markdown(results, names)
+    if "calibration" in results:
+        lines += reliability_markdown(results["calibration"])
     for kind, title in (("fps", "By frame rate"), ("occlusion", "By occlusion")):
         rows = [[name, str(len(b["video_ids"])), _fmt_ap(b["ytvis"]["AP"]),
                  *[_fmt(b["tracking"][k]) for k in _TRACK_COLS]]
@@ -177,7 +185,8 @@ def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note:
     lines += ["", "## Plots", ""]
     for name, title in (("per_video_ap", "Per-video AP"),
                         ("idsw_vs_fps", "ID switches vs frame rate"),
-                        ("errors", "Error breakdown"), ("worst_video", "Worst video")):
+                        ("errors", "Error breakdown"), ("reliability", "Score reliability"),
+                        ("worst_video", "Worst video")):
         if name in plots:
             lines.append(f"![{title}]({plots[name]})")
             lines.append("")
@@ -328,6 +337,9 @@ def write_outputs(results: dict[str, Any], out_dir: str | Path,
     if "errors" in results:
         plot_errors(results, out / PLOT_FILES["errors"])
         written["errors"] = out / PLOT_FILES["errors"]
+    if "calibration" in results:
+        plot_reliability(results["calibration"], out / PLOT_FILES["reliability"])
+        written["reliability"] = out / PLOT_FILES["reliability"]
     note = None
     if gt is not None and predictions is not None and results["worst_video"] is not None:
         gt = load_ground_truth(gt)

@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from spvis_model.checkpoint import CheckpointError, read_checkpoint
+from spvis_model.checkpoint import CheckpointError, read_checkpoint, verify_weights
 from spvis_model.config import ConfigError, ModelConfig, load_config, preset, save_config
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
@@ -153,6 +153,7 @@ def load_init_weights(model: SPVIS, path: str | Path) -> None:
         state, cfg_dict = payload["model"], payload["model_config"]
     except CheckpointError:
         payload = read_checkpoint(path)  # raises CheckpointError naming the problem
+        verify_weights(path, payload)  # checksum and finite values, as loading a model does
         state, cfg_dict = payload["state_dict"], payload["config"]
     names = cfg_dict.get("class_names") if isinstance(cfg_dict, dict) else None
     if names != model.cfg.class_names:
