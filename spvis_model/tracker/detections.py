@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,17 +47,37 @@ def detections_from(feats: FrameFeatures, mask_res: int, detect_score: float,
     area before pooling, so R×R covers the frame and not the padding. Candidates whose mask
     overlaps a better-scoring candidate's by more than `nms_iou` are duplicates of it and left
     out (1.0: keep all)."""
+    dets = detection_tensors(feats, mask_res)
+    return dataclasses.replace(dets, candidates=candidates(dets.score, dets.low, detect_score,
+                                                           nms_iou))
+
+
+def detection_tensors(feats: FrameFeatures, mask_res: int) -> Detections:
+    """The device part of `detections_from`: every field but `candidates` (left empty), with
+    no host round trip. The tracker chooses the candidates on host copies (`candidates`)."""
     h, w = feats.valid_hw
     class_score = feats.pred_logits.softmax(-1)[:, :-1].max(-1).values
     low = lowres(feats.pred_masks[:, :h, :w], mask_res).sigmoid()
     score = class_score * mask_quality(low)
-    cand = torch.nonzero(score >= detect_score).flatten()
-    if nms_iou < 1.0:
-        cand = mask_nms(cand, score, low, nms_iou)
     return Detections(
         embed=feats.query_embed, unit=F.normalize(feats.query_embed, dim=-1), score=score,
         low=low, box=normalised_cxcywh(low),
-        pooled_features=lowres(feats.mask_features[:, :h, :w], mask_res), candidates=cand)
+        pooled_features=lowres(feats.mask_features[:, :h, :w], mask_res),
+        candidates=torch.zeros(0, dtype=torch.int64, device=score.device))
+
+
+def candidates(score: torch.Tensor, low: torch.Tensor, detect_score: float,
+               nms_iou: float = 1.0) -> torch.Tensor:
+    """(D,) int64 indices of the detections scoring >= `detect_score`, in index order, without
+    the ones a better-scoring candidate's mask overlaps by more than `nms_iou`.
+
+    Args:
+        score: (N,); low: (N, R, R) mask probabilities.
+    """
+    cand = torch.nonzero(score >= detect_score).flatten()
+    if nms_iou < 1.0:
+        cand = mask_nms(cand, score, low, nms_iou)
+    return cand
 
 
 def mask_quality(prob: torch.Tensor) -> torch.Tensor:

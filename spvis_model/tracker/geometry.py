@@ -43,7 +43,11 @@ def normalised_cxcywh(prob: torch.Tensor) -> torch.Tensor:
     """
     _, h, w = prob.shape
     xyxy = masks_to_boxes(prob > 0.5)
-    scale = torch.tensor([w, h, w, h], dtype=xyxy.dtype, device=xyxy.device)
+    # (w, h, w, h) made on the device by fills: an upload from a Python list would be a
+    # synchronising host-to-device copy on CUDA. Divided as a tensor, as before (CUDA divides
+    # by a host scalar as a multiplication by its reciprocal, which rounds differently).
+    scale = torch.full((4,), w, dtype=xyxy.dtype, device=xyxy.device)
+    scale[1::2] = h
     x1, y1, x2, y2 = (xyxy / scale).unbind(1)
     empty = (x2 <= x1) | (y2 <= y1)
     cx = torch.where(empty, torch.full_like(x1, 0.5), (x1 + x2) / 2)

@@ -35,6 +35,29 @@ def write_snapshots(snapshots: torch.Tensor, snap_time: torch.Tensor, snap_valid
     return snapshots, snap_time, snap_valid, snap_next
 
 
+def write_snapshots_where(snapshots: torch.Tensor, snap_time: torch.Tensor,
+                          snap_valid: torch.Tensor, snap_next: torch.Tensor, slots: torch.Tensor,
+                          write: torch.Tensor, query: torch.Tensor, stamp: float
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`write_snapshots` of the rows where `write` holds, without selecting them: every slot's
+    current FIFO position is rewritten, with its old values where `write` is False. The same
+    results as ``write_snapshots(..., slots[write], query[write], stamp)``, with no boolean
+    index (whose size the host would have to read back from the device).
+
+    Args:
+        slots: (V,) distinct int64 slots; write: (V,) bool; query: (V, C).
+    """
+    k = snapshots.shape[1]
+    ptr = snap_next[slots]
+    snapshots = snapshots.index_put((slots, ptr), torch.where(write[:, None], query,
+                                                              snapshots[slots, ptr]))
+    snap_time = snap_time.index_put((slots, ptr), torch.where(
+        write, torch.full_like(snap_time[slots, 0], stamp), snap_time[slots, ptr]))
+    snap_valid = snap_valid.index_put((slots, ptr), snap_valid[slots, ptr] | write)
+    snap_next = snap_next.index_put((slots,), torch.where(write, (ptr + 1) % k, ptr))
+    return snapshots, snap_time, snap_valid, snap_next
+
+
 def prototype(snapshots: torch.Tensor, valid: torch.Tensor, temperature: float = 0.1
               ) -> torch.Tensor:
     """μ: similarity-weighted fusion of each track's snapshots.

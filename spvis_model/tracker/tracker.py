@@ -23,26 +23,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from spvis_model.config import TrackerConfig
-from spvis_model.tracker.association import associate, match_cost
+from spvis_model.syncs import host_side
+from spvis_model.tracker.association import match_cost
 from spvis_model.tracker.correction import corrected_assignment
-from spvis_model.tracker.detections import Detections, detections_from, mask_quality
+from spvis_model.tracker.detections import Detections, detection_tensors, mask_quality
 from spvis_model.tracker.geometry import normalised_cxcywh, time_encoding
+from spvis_model.tracker.host import to_device, to_host
 from spvis_model.tracker.layers import BoxEncoding
-from spvis_model.tracker.lifecycle import (
-    advance,
-    allocate_slots,
-    expire,
-    place_births,
-    select_births,
-)
-from spvis_model.tracker.memory import prototype, write_snapshots
+from spvis_model.tracker.lifecycle import advance
+from spvis_model.tracker.memory import prototype, write_snapshots_where
+from spvis_model.tracker.plan import HOST_STATE, LIFECYCLE_FIELDS, FramePlan, plan_frame
 from spvis_model.tracker.publish import coasting, suppress_duplicates
 from spvis_model.tracker.rcp import RefinementCompensator
 from spvis_model.tracker.referring import ReferringDecoder
 from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.sim import SpatialInteraction
-from spvis_model.tracker.state import FREE, TrackerState
-from spvis_model.tracker.types import FrameFeatures, TrackStep
+from spvis_model.tracker.state import TrackerState
+from spvis_model.tracker.types import FrameFeatures, TrackHost, TrackStep
 
 
 @dataclass
@@ -139,40 +136,59 @@ class Tracker(nn.Module):
         """
         cfg = self.cfg
         settings = settings or TrackSettings.from_config(cfg)
-        dets = detections_from(feats, cfg.mask_res, cfg.detect_score, cfg.nms_iou)
+        dev = state.status.device
+        dets = detection_tensors(feats, cfg.mask_res)
         since = (stamp - state.last_seen).float().clamp_min(0)
-        spatial = self._spatial(state, since, feats)
-        assoc = associate(state, dets, cfg)
-        state = expire(state, stamp, settings, assoc.match >= 0)
-        births = select_births(dets, assoc.match, cfg.new_track_score)
-        slots = allocate_slots(state, assoc.match >= 0, births.numel())
-        state, born = place_births(state, births, slots, stamp)
-        match = assoc.match.index_put((born.slots,), born.dets)
-        live_slots = torch.nonzero(state.status != FREE).flatten()
-        live = LiveTracks(live_slots, match[live_slots], born.mask(state.max_tracks)[live_slots])
+        # The one copy of the assignment inputs; everything decided from it is decided on the
+        # host, by the same stage functions on the copies (spvis_model.tracker.host).
+        copies = to_host({**{name: getattr(state, name) for name in HOST_STATE},
+                          "det_unit": dets.unit, "det_low": dets.low, "det_score": dets.score},
+                         "association inputs")
+        with host_side():
+            plan = plan_frame(cfg, copies, state.max_tracks, stamp, settings)
+        up = to_device(plan.upload, dev)
+        spatial = self._spatial(state, since, feats, up["before"])
+        state = dataclasses.replace(state, **{k: up[k] for k in LIFECYCLE_FIELDS})
+        dets = dataclasses.replace(dets, candidates=up["cand"])
+        live = LiveTracks(up["live_slots"], up["live_det"], up["live_born"])
         refined = self._refer(state, live, spatial, dets)
+        det_h = plan.live_det
         if cfg.use_correction:
-            live = self._correct(heads, live, refined, dets)
+            live, det_h = self._correct(heads, live, refined, dets, plan)
         out = self._heads(heads, state, live, since, refined, dets, feats)
         new_state = self._write(state, stamp, live, out, dets)
-        visible = live.matched | coasting(state, live.slots, live.matched, out.visibility,
-                                          out.low, stamp, cfg.coast_seconds)
-        visible = suppress_duplicates(visible, new_state.score[live.slots], out.low,
-                                      cfg.output_nms_iou)
+        matched_h = det_h >= 0
+        if cfg.coast_seconds > 0 or cfg.output_nms_iou < 1.0:
+            c = to_host({"visibility": out.visibility, "low": out.low,
+                         "score": new_state.score[live.slots]}, "publish policies")
+            with host_side():
+                visible_h = matched_h | coasting(plan.after, plan.live_slots, matched_h,
+                                                 c["visibility"], c["low"], stamp,
+                                                 cfg.coast_seconds)
+                visible_h = suppress_duplicates(visible_h, c["score"], c["low"],
+                                                cfg.output_nms_iou)
+            visible = to_device({"v": visible_h}, dev)["v"]
+        else:
+            visible_h, visible = matched_h, live.matched
+        host = TrackHost(slots=plan.live_slots, ids=plan.after.ids[plan.live_slots],
+                         det_index=det_h, visible=visible_h,
+                         first_seen=plan.after.first_seen[plan.live_slots])
         result = TrackStep(
             slots=live.slots, ids=new_state.ids[live.slots], visible=visible,
             det_index=live.det, class_logits=out.class_logits,
             running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
             visibility=out.visibility, score=new_state.score[live.slots],
-            first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined)
+            first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined,
+            host=host)
+        new_state._host_last_stamp = (new_state.last_stamp, float(stamp))  # see SPVIS._check_stamp
         return new_state, result
 
     # --- stages ---------------------------------------------------------------------------------
-    def _spatial(self, state: TrackerState, since: torch.Tensor,
-                 feats: FrameFeatures) -> torch.Tensor:
-        """SIM over the tracks alive before this frame's births: (M, C) S_t per slot (the
-        track's own query where SIM is off, zeros for free slots)."""
-        before = torch.nonzero(state.status != FREE).flatten()
+    def _spatial(self, state: TrackerState, since: torch.Tensor, feats: FrameFeatures,
+                 before: torch.Tensor) -> torch.Tensor:
+        """SIM over the tracks alive before this frame's births (`before`, (B,) slots chosen on
+        the host): (M, C) S_t per slot (the track's own query where SIM is off, zeros for free
+        slots)."""
         out = torch.zeros_like(state.query)
         if not self.cfg.use_sim:
             return out.index_put((before,), state.query[before])
@@ -194,22 +210,36 @@ class Tracker(nn.Module):
                               self.box_pos(dets.box))
 
     def _correct(self, heads: nn.Module, live: LiveTracks, refined: torch.Tensor,
-                 dets: Detections) -> LiveTracks:
-        """PGT c: re-decide the old tracks' matches with their refined queries and masks."""
-        old = ~live.born
-        usable = dets.candidates[~torch.isin(dets.candidates, live.det[live.born])]
+                 dets: Detections, plan: FramePlan) -> tuple[LiveTracks, torch.Tensor]:
+        """PGT c: re-decide the old tracks' matches with their refined queries and masks. The
+        costs are computed on the device; the decision on a host copy of them (one copy).
+
+        Returns:
+            (live tracks with the corrected matches, (V,) host copy of their det).
+        """
+        old = ~plan.live_born
+        usable = plan.cand[~torch.isin(plan.cand, plan.live_det[plan.live_born])]
         if not bool(old.any()) or usable.numel() == 0:
-            return live
-        low = _mask_logits(heads, refined[old], dets.pooled_features).sigmoid()
-        cost = match_cost(F.normalize(refined[old], dim=-1), low, dets.unit[usable],
-                          dets.low[usable], self.cfg.iou_weight)
-        prev = live.det[old]
-        prev_cols = torch.where(prev >= 0, torch.searchsorted(usable, prev.clamp_min(0)), -1)
-        cols = corrected_assignment(cost, prev_cols, self.cfg.active_gate,
-                                    self.cfg.correction_margin)
-        det = live.det.clone()
-        det[old] = torch.where(cols >= 0, usable[cols.clamp_min(0)], -1)
-        return dataclasses.replace(live, det=det)
+            return live, plan.live_det
+        idx = to_device({"old": torch.nonzero(old).flatten(), "usable": usable},
+                        refined.device)
+        low = _mask_logits(heads, refined[idx["old"]], dets.pooled_features).sigmoid()
+        cost = match_cost(F.normalize(refined[idx["old"]], dim=-1), low,
+                          dets.unit[idx["usable"]], dets.low[idx["usable"]],
+                          self.cfg.iou_weight)
+        cost_h = to_host({"cost": cost}, "correction costs")["cost"]
+        with host_side():
+            prev = plan.live_det[old]
+            prev_cols = torch.where(prev >= 0, torch.searchsorted(usable, prev.clamp_min(0)),
+                                    -1)
+            cols = corrected_assignment(cost_h, prev_cols, self.cfg.active_gate,
+                                        self.cfg.correction_margin)
+            det = plan.live_det.clone()
+            det[old] = torch.where(cols >= 0, usable[cols.clamp_min(0)], -1)
+            same = torch.equal(det, plan.live_det)
+        if same:
+            return live, det
+        return dataclasses.replace(live, det=to_device({"det": det}, refined.device)["det"]), det
 
     def _heads(self, heads: nn.Module, state: TrackerState, live: LiveTracks,
                since: torch.Tensor, refined: torch.Tensor, dets: Detections,
@@ -257,9 +287,9 @@ class Tracker(nn.Module):
         frame_score = logits.softmax(-1)[:, :-1].max(-1).values
         write = matched & (out.visibility >= cfg.snapshot_min_visibility) & (
             frame_score >= cfg.snapshot_min_score)
-        snapshots, snap_time, snap_valid, snap_next = write_snapshots(
-            state.snapshots, state.snap_time, state.snap_valid, state.snap_next, s[write],
-            out.query[write], stamp)
+        snapshots, snap_time, snap_valid, snap_next = write_snapshots_where(
+            state.snapshots, state.snap_time, state.snap_valid, state.snap_next, s, write,
+            out.query, stamp)
         stamp_t = torch.full_like(state.last_seen[s], stamp)
         return dataclasses.replace(
             state,
@@ -280,8 +310,9 @@ class Tracker(nn.Module):
             status=state.status.index_put((s,), advance(state.status[s], matched, live.born)),
             last_seen=state.last_seen.index_put((s,), torch.where(matched, stamp_t,
                                                                   state.last_seen[s])),
-            last_stamp=torch.tensor(float(stamp), dtype=torch.float64,
-                                    device=state.last_stamp.device))
+            # A fill, not torch.tensor(stamp, device=...): no synchronising upload.
+            last_stamp=torch.full((), float(stamp), dtype=torch.float64,
+                                  device=state.last_stamp.device))
 
 
 def _mask_logits(heads: nn.Module, query: torch.Tensor,

@@ -6,7 +6,7 @@ model, the training task and the evaluation treat them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -52,6 +52,9 @@ class TrackStep:
         first_seen: (V,) float64 stamps.
         query: (V, C) the propagated queries q (RCP output), for training losses.
         refined: (V, C) the referring decoder outputs o.
+        host: the same decisions already on the host (`TrackHost`), when the step made them
+            there; None otherwise (e.g. the MinVIS baseline). Not a result of its own: equal
+            to the device fields it copies.
     """
 
     slots: torch.Tensor
@@ -66,3 +69,19 @@ class TrackStep:
     first_seen: torch.Tensor
     query: torch.Tensor
     refined: torch.Tensor
+    host: TrackHost | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class TrackHost:
+    """Host (CPU) copies of a `TrackStep`'s discrete results, known without reading the device.
+
+    Attributes:
+        slots, ids, det_index: (V,) int64; visible: (V,) bool; first_seen: (V,) float64.
+    """
+
+    slots: torch.Tensor
+    ids: torch.Tensor
+    det_index: torch.Tensor
+    visible: torch.Tensor
+    first_seen: torch.Tensor

@@ -1,0 +1,135 @@
+"""Benchmark: host round trips (device->host syncs) per frame, counted on any device.
+
+Runs a short clip of moving shapes through `SPVIS.step` (tiny preset, seeded random weights, or
+a checkpoint) and counts, per frame, the places where the host would wait for the GPU
+(`spvis_model.syncs.count_syncs`: ``item``/``bool``/``tolist``/``cpu``, data-dependent shapes,
+uploads from pageable memory, the tracker's packed copies). Reported separately for the
+segmenter (`segment`), the tracker (`track`) and the whole `step`, with the source lines.
+
+On CUDA, ``--cuda-debug`` also counts what ``torch.cuda.set_sync_debug_mode("warn")`` reports
+for one `step` (the real syncs).
+
+    python bench/tracker_syncs.py                       # CPU count, tiny, 12 frames
+    python bench/tracker_syncs.py --device cuda --cuda-debug --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spvis_model.config import preset
+from spvis_model.model import SPVIS
+from spvis_model.syncs import SyncCount, count_syncs
+
+
+def clip(n: int, h: int = 96, w: int = 128, seed: int = 0) -> list[np.ndarray]:
+    """n frames (h, w, 3) uint8: three coloured squares moving over noise."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in range(n):
+        f = rng.integers(0, 50, (h, w, 3), dtype=np.uint8)
+        f[10:40, 5 + 3 * t: 35 + 3 * t] = (220, 40, 40)
+        f[50:80, 90 - 2 * t: 120 - 2 * t] = (40, 200, 60)
+        if t % 4 != 3:  # one object blinks
+            f[60:85, 40:60] = (230, 230, 40)
+        frames.append(f)
+    return frames
+
+
+def load(args: argparse.Namespace) -> SPVIS:
+    if args.checkpoint:
+        return SPVIS.from_checkpoint(args.checkpoint, device=args.device).eval()
+    torch.manual_seed(0)
+    cfg = preset(args.preset)
+    cfg.input.max_size = args.max_size
+    return SPVIS(cfg, pretrained_backbone=False).to(args.device).eval()
+
+
+@torch.inference_mode()
+def count_frames(model: SPVIS, frames: list[np.ndarray]) -> dict:
+    """Per-frame counts of the segmenter, the tracker and the whole step (steps replayed on the
+    same states so that the three see the same frames)."""
+    state = model.init_state()
+    per: dict[str, list[int]] = {"segment": [], "track": [], "step": []}
+    sites: dict[str, SyncCount] = {k: SyncCount() for k in per}
+    for i, frame in enumerate(frames):
+        stamp = 0.2 * i
+        images, geom = model.preprocess(frame)
+        with count_syncs() as c_seg:
+            seg = model.segment(images)
+        feats = model.frame_features(seg, 0, geom)
+        with count_syncs() as c_track:
+            model.track(state, feats, stamp)
+        with count_syncs() as c_step:
+            state, _ = model.step(state, frame, stamp)
+        for key, c in (("segment", c_seg), ("track", c_track), ("step", c_step)):
+            per[key].append(c.total)
+            sites[key].by_site.update(c.by_site)
+            sites[key].by_kind.update(c.by_kind)
+    n = len(frames)
+    return {key: {"median": statistics.median(v), "max": max(v), "min": min(v), "per_frame": v,
+                  "by_site": {s: c / n for s, c in sites[key].by_site.most_common()},
+                  "by_kind": {k: c / n for k, c in sites[key].by_kind.items()}}
+            for key, v in per.items()}
+
+
+def cuda_debug_count(model: SPVIS, frames: list[np.ndarray]) -> list[int]:
+    """Warnings from torch.cuda.set_sync_debug_mode("warn") per `step` (after a warm-up)."""
+    state = model.init_state()
+    counts = []
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            torch.cuda.synchronize()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    state, _ = model.step(state, frame, 0.2 * i)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            if i > 0:
+                counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--max-size", type=int, default=128)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--cuda-debug", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("bench/tracker_syncs.py: --device cuda asked for, but torch sees no CUDA device")
+    model = load(args)
+    frames = clip(args.frames)
+    result = {"device": args.device, "preset": model.cfg.name, "frames": args.frames,
+              "counts": count_frames(model, frames)}
+    for key in ("segment", "track", "step"):
+        c = result["counts"][key]
+        print(f"{key:>8}: host round trips per frame median {c['median']} (min {c['min']}, "
+              f"max {c['max']})")
+        for site, n in list(c["by_site"].items())[:10]:
+            print(f"            {n:6.2f}  {site}")
+    if args.cuda_debug and args.device.startswith("cuda"):
+        real = cuda_debug_count(model, frames)
+        result["cuda_sync_debug_per_step"] = real
+        print(f"CUDA set_sync_debug_mode warnings per step: median {statistics.median(real)} "
+              f"{real}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
