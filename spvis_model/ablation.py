@@ -89,7 +89,8 @@ def _instances(model: SPVIS, cache: FeatureCache, variants: list[Variant],
             for v in variants:
                 states[v.name], step = METHODS[v.association](
                     v.tracker, states[v.name], feats, stamp, heads, v.settings)
-                frames[v.name].append(model.postprocess(step, video.geometry))
+                frames[v.name].append(model.postprocess(step, video.geometry,
+                                                        v.tracker.cfg))
         yield vid, frames
 
 

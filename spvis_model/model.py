@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spvis_model.config import ModelConfig, preset
+from spvis_model.config import ModelConfig, TrackerConfig, preset
 from spvis_model.instances import Instances
 from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
 from spvis_model.tracker.geometry import masks_to_boxes
@@ -198,13 +198,17 @@ class SPVIS(nn.Module):
             out.append(inst)
         return out
 
-    def postprocess(self, result: TrackStep, geom: FrameGeometry) -> Instances:
-        """Visible tracks above the output score -> Instances at the original resolution."""
+    def postprocess(self, result: TrackStep, geom: FrameGeometry,
+                    tracker_cfg: TrackerConfig | None = None) -> Instances:
+        """Visible tracks above the output score -> Instances at the original resolution, with
+        calibrated scores (`tracker_cfg`: another tracker configuration's output score and
+        calibration; default the model's)."""
         h, w = geom.original
-        a, b = self.cfg.tracker.score_calibration
+        tcfg = tracker_cfg or self.cfg.tracker
+        a, b = tcfg.score_calibration
         score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
             a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
-        keep = result.visible & (score >= self.cfg.tracker.output_score)
+        keep = result.visible & (score >= tcfg.output_score)
         if not bool(keep.any()):
             return Instances.empty(h, w)
         logits = result.mask_logits[keep][None]
