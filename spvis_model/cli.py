@@ -1,5 +1,5 @@
-"""The `spvis` command line: `info`, `eval`, `generate`, `train`, `import`; `info` reports what
-this installation runs on."""
+"""The `spvis` command line: `info`, `eval`, `generate`, `train`, `import`, `export`; `info`
+reports what this installation runs on."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     import_cli.add_arguments(sub.add_parser(
         "import", help="convert a published Mask2Former / MinVIS / DVIS checkpoint into an "
                        "spvis checkpoint"))
+    from spvis_model.export import cli as export_cli
+
+    export_cli.add_arguments(sub.add_parser(
+        "export", help="export the segmenter to ONNX (standard ops or TensorRT's MSDeformAttn "
+                       "plugin) with a JSON sidecar for the tracker"))
     args = parser.parse_args(argv)
     if args.command == "info":
         print(_info(args.short))
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return train_cli.run(args)
     if args.command == "import":
         return import_cli.run(args)
+    if args.command == "export":
+        return export_cli.run(args)
     return 2
 
 

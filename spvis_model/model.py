@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import TrackerState
 from spvis_model.tracker.tracker import Tracker
 from spvis_model.tracker.types import FrameFeatures, TrackStep
+
+if TYPE_CHECKING:
+    from spvis_model.export.runtime import OnnxRuntimeSegmenter
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_FRAME_PIXELS = 8192 * 8192
@@ -74,14 +78,28 @@ class SPVIS(nn.Module):
                              persistent=False)
         self.precision = "float32"
         self.meta: dict = {}  # provenance from the checkpoint (`save(meta=...)`), e.g. "kind"
+        # Runs `segment` instead of the eager segmenter when set (`from_checkpoint(backend=...)`,
+        # spvis_model.export.runtime); None = PyTorch.
+        self.segment_backend: OnnxRuntimeSegmenter | None = None
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SPVIS:
-        """Load a checkpoint written by `save` (see spvis_model.checkpoint)."""
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", *,
+                        backend: str = "torch", onnx: str | Path | None = None) -> SPVIS:
+        """Load a checkpoint written by `save` (see spvis_model.checkpoint).
+
+        backend: "torch" (eager PyTorch) or "onnxruntime": the segmenter runs from the file
+        `spvis export` wrote (`onnx`, default: the checkpoint's path with .onnx), the tracker
+        and preprocessing stay in PyTorch (spvis_model.export.runtime; BackendError when the
+        file is missing, was exported from other weights, or the provider is not installed)."""
         from spvis_model.checkpoint import load_checkpoint
 
-        return load_checkpoint(path, device=device)
+        model = load_checkpoint(path, device=device)
+        if backend == "torch" and onnx is None:
+            return model
+        from spvis_model.export.runtime import attach_backend
+
+        return attach_backend(model, backend, checkpoint=path, onnx=onnx)
 
     def save(self, path: str | Path, *, half: bool = False, meta: dict | None = None) -> None:
         """Write one checkpoint file: config, weights (float16 storage with half=True), class
@@ -95,6 +113,12 @@ class SPVIS(nn.Module):
         return self.pixel_mean.device
 
     @property
+    def backend(self) -> str:
+        """What runs the segmenter, for logs: "torch" or the onnxruntime session's description
+        (version, execution provider, threads, file)."""
+        return "torch" if self.segment_backend is None else self.segment_backend.describe()
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.cfg.class_names)
 
@@ -106,6 +130,10 @@ class SPVIS(nn.Module):
         if precision != "float32" and self.device.type != "cuda":
             raise ValueError(f"precision = {precision!r} needs the model on a CUDA device; it is "
                              f"on {self.device} (use float32 there)")
+        backend = self.segment_backend
+        if backend is not None and precision != backend.precision:
+            raise ValueError(f"precision = {precision!r}: the onnxruntime backend runs the "
+                             f"exported file in {backend.precision} (spvis export --precision)")
         self.precision = precision
         return self
 
@@ -137,7 +165,10 @@ class SPVIS(nn.Module):
         return x, FrameGeometry((h, w), (rh, rw), (ph, pw))
 
     def segment(self, images: torch.Tensor) -> SegmenterOutput:
-        """Run the segmenter on (B, 3, Hp, Wp) normalised images (autocast per precision)."""
+        """Run the segmenter on (B, 3, Hp, Wp) normalised images (autocast per precision), or
+        the exported one through `segment_backend` when one is attached."""
+        if self.segment_backend is not None:
+            return self.segment_backend.segment(images)
         with self._autocast():
             return self.segmenter(images)
 

