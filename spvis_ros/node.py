@@ -55,6 +55,7 @@ from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from spvis_model.checkpoint import CheckpointError
+from spvis_model.export.runtime import BackendError
 from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
 from spvis_model.tracker.settings import TrackSettings
@@ -182,8 +183,9 @@ class SpvisNode(LifecycleNode):
         model = self.model
         self.get_logger().info(
             f"spvis: {model.cfg.name} model ({len(model.class_names)} classes) on "
-            f"{self.device} in {model.precision}, MSDeformAttn kernels "
-            f"{'CPU+CUDA' if with_cuda() else 'CPU'}; cameras {self.params.cameras} "
+            f"{self.device} in {model.precision}, segmenter backend {model.backend}, "
+            f"MSDeformAttn kernels {'CPU+CUDA' if with_cuda() else 'CPU'}; cameras "
+            f"{self.params.cameras} "
             f"({self.params.transport}, input QoS {self.params.input_reliability} depth "
             f"{self.params.input_depth}); configured")
         notice = demo_notice(model)
@@ -285,8 +287,11 @@ class SpvisNode(LifecycleNode):
                                "without CUDA kernels; rebuild it on this machine")
         try:
             path = Path(p.checkpoint) if p.checkpoint else default_checkpoint()
-            model = SPVIS.from_checkpoint(path, device=self.device)
+            model = SPVIS.from_checkpoint(path, device=self.device, backend=p.backend,
+                                          onnx=p.onnx or None)
             model.set_precision(p.precision)
+        except BackendError as exc:
+            raise StartupError(f"parameter backend = {p.backend!r}: {exc}") from exc
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"parameter checkpoint = {p.checkpoint!r}: {exc}") from exc
         with self._lock:

@@ -33,6 +33,9 @@ from spvis_model.config import TrackerConfig
 from spvis_ros.transports import TRANSPORT_NAMES
 
 PRECISIONS = ("float32", "float16", "bfloat16")
+# spvis_model.export.runtime.BACKENDS (not imported here: the launch files read this table
+# without loading torch; a test checks the two agree).
+BACKENDS = ("torch", "onnxruntime")
 RELIABILITIES = ("best_effort", "reliable")
 MASK_ENCODINGS = ("rle", "mono8")
 TRANSPORTS = TRANSPORT_NAMES
@@ -94,6 +97,13 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("device", "string", "auto", False, "auto (CUDA when available), cuda, cuda:N or cpu"),
     Spec("precision", "string", "float32", False, "inference precision (half types need CUDA)",
          choices=PRECISIONS),
+    Spec("backend", "string", "torch", False,
+         "what runs the segmenter: torch (eager PyTorch) or onnxruntime (the file `spvis export` "
+         "wrote, see `onnx`; on `device`: cpu = CPUExecutionProvider, cuda = "
+         "CUDAExecutionProvider; the tracker stays in PyTorch)", choices=BACKENDS),
+    Spec("onnx", "string", "", False,
+         "backend onnxruntime: the exported .onnx file, its .json sidecar beside it (`~` is "
+         "expanded); empty = the checkpoint's path with .onnx"),
     Spec("cameras", "string_array", ["cam0"], False,
          "camera names; camera c reads `c/image_raw` (plus the transport's suffix) and publishes "
          "`c/instances`, `c/detections`, `c/labels`, `c/overlay`"),
@@ -144,6 +154,8 @@ class NodeParams:
     checkpoint: str
     device: str
     precision: str
+    backend: str
+    onnx: str
     cameras: list[str]
     transport: str
     input_reliability: str
@@ -228,7 +240,7 @@ def check_value(name: str, value: Any) -> Any:
 def _check_string(spec: Spec, value: str, fail: Any) -> str:
     if spec.name == "device" and not _DEVICE.match(value):
         raise fail("auto, cuda, cuda:N or cpu")
-    if spec.name == "checkpoint":
+    if spec.name in ("checkpoint", "onnx"):
         return os.path.expanduser(value.strip()) if value.strip() else ""
     if spec.name == "id_prefix":
         if not _PREFIX.match(value):

@@ -280,7 +280,7 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
     import onnx
 
     from spvis_model.export.plugin_check import with_reference_plugin
-    from spvis_model.export.runtime import ORT_ERRORS, cpu_session
+    from spvis_model.export.runtime import cpu_session, ort_errors
 
     proto = onnx.load(str(path))
     if opts.msda == "trt_plugin":
@@ -299,7 +299,7 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
                seg.pixels.mask_features, seg.pixels.memory]
         try:
             got = session.run(None, {INPUT_NAME: x.numpy()})
-        except ORT_ERRORS as exc:
+        except ort_errors() as exc:
             raise ExportError(_size_refusal(model, opts, label, f"onnxruntime cannot run it: "
                                             f"{str(exc).splitlines()[0][:300]}")) from exc
         diffs = {}

@@ -50,19 +50,21 @@ class BackendError(ValueError):
     the message names the argument and value."""
 
 
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError",
-             "RuntimeException", "InvalidProtobuf", "ModelLoaded", "NotImplemented",
-             "InvalidGraph", "EPFail")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+_ORT_ERRORS: tuple[type[BaseException], ...] | None = None
 
 
-try:
-    ORT_ERRORS: tuple[type[BaseException], ...] = _ort_errors()
-except ImportError:  # onnxruntime not installed: nothing can raise its errors
-    ORT_ERRORS = ()
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's exception classes (plain Exception subclasses, not RuntimeError), imported
+    on first use: ``except ort_errors() as exc``."""
+    global _ORT_ERRORS
+    if _ORT_ERRORS is None:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError",
+                 "RuntimeException", "InvalidProtobuf", "ModelLoaded", "NotImplemented",
+                 "InvalidGraph", "EPFail")
+        _ORT_ERRORS = tuple(getattr(state, n) for n in names if hasattr(state, n))
+    return _ORT_ERRORS
 
 
 def _import_ort() -> Any:
@@ -137,7 +139,7 @@ class OnnxRuntimeSegmenter:
         try:
             self.session = ort.InferenceSession(str(onnx_path), _session_options(self.threads),
                                                 providers=[(provider, options)])
-        except ORT_ERRORS as exc:
+        except ort_errors() as exc:
             raise BackendError(f"onnx = {str(onnx_path)!r}: onnxruntime cannot load it: "
                                f"{str(exc).splitlines()[0][:300]}") from exc
         taken = self.session.get_providers()
@@ -186,7 +188,7 @@ class OnnxRuntimeSegmenter:
         x = images.detach().to("cpu", torch.float32).contiguous().numpy()
         try:
             got = self.session.run(None, {INPUT_NAME: x})
-        except ORT_ERRORS as exc:
+        except ort_errors() as exc:
             raise RuntimeError(f"onnxruntime ({self.provider}) failed on images "
                                f"{tuple(images.shape)}: {str(exc).splitlines()[0][:300]}") from exc
         out = {name: torch.from_numpy(a).to(images.device) for name, a in
