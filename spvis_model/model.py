@@ -24,7 +24,9 @@ from torch import nn
 from spvis_model.config import ModelConfig, TrackerConfig, preset
 from spvis_model.instances import Instances
 from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
+from spvis_model.syncs import host_side
 from spvis_model.tracker.geometry import masks_to_boxes
+from spvis_model.tracker.host import to_device, to_host
 from spvis_model.tracker.methods import METHODS
 from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import TrackerState
@@ -150,7 +152,7 @@ class SPVIS(nn.Module):
         shrinking), the channel order the network expects (RGB frames are reversed for
         "bgr"), then (x - pixel_mean) / pixel_std, then zero padding to a multiple of 32.
         """
-        t = _check_frame(frame).to(self.device)
+        t = _upload(_check_frame(frame), self.device)
         h, w = int(t.shape[0]), int(t.shape[1])
         rh, rw = self.cfg.input.resized(h, w)
         x = t.permute(2, 0, 1)[None].float()
@@ -233,7 +235,14 @@ class SPVIS(nn.Module):
                     tracker_cfg: TrackerConfig | None = None) -> Instances:
         """Visible tracks above the output score -> Instances at the original resolution, with
         calibrated scores (`tracker_cfg`: another tracker configuration's output score and
-        calibration; default the model's)."""
+        calibration; default the model's).
+
+        When the tracker made its decisions on the host (`result.host`), this reads the device
+        once: the visible tracks' masks (bit-packed on CUDA), boxes, labels and scores in one
+        copy. Otherwise (e.g. the MinVIS baseline) it reads them tensor by tensor. Both give
+        the same Instances (tested against `spvis_model.tracker.reference`)."""
+        if result.host is not None:
+            return self._postprocess_host(result, geom, tracker_cfg or self.cfg.tracker)
         h, w = geom.original
         tcfg = tracker_cfg or self.cfg.tracker
         a, b = tcfg.score_calibration
@@ -261,6 +270,56 @@ class SPVIS(nn.Module):
             first_seen=result.first_seen[keep][nonempty].cpu().numpy().astype(np.float64),
         )
 
+    def _postprocess_host(self, result: TrackStep, geom: FrameGeometry,
+                          tcfg: TrackerConfig) -> Instances:
+        """`postprocess` with one device read (see there). The masks of every visible track are
+        computed (bilinear upsampling is per track, so the kept ones are bit-identical to
+        upsampling the kept ones alone); the output score threshold and the empty-mask rule
+        are applied to the host copies."""
+        h, w = geom.original
+        host = result.host
+        assert host is not None
+        with host_side():
+            rows = torch.nonzero(host.visible).flatten()
+        if rows.numel() == 0:
+            return Instances.empty(h, w)
+        a, b = tcfg.score_calibration
+        score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
+            a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
+        idx = to_device({"rows": rows}, self.device)["rows"]
+        logits = result.mask_logits[idx][None]
+        logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
+        logits = logits[:, :, : geom.resized[0], : geom.resized[1]]
+        masks = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[0] > 0
+        out = {"keep": score[idx] >= tcfg.output_score,
+               "nonempty": masks.flatten(1).any(1),
+               "labels": result.running_logits[idx][:, :-1].argmax(-1),
+               "scores": score[idx].float(), "boxes": masks_to_boxes(masks),
+               "visibility": result.visibility[idx].float()}
+        packed = masks.device.type == "cuda"
+        out["masks"] = _pack_bits(masks) if packed else masks
+        got = to_host(out, "instances")
+        with host_side():
+            sel = (got["keep"] & got["nonempty"]).numpy()
+            if packed:
+                bits = np.unpackbits(got["masks"].numpy()[sel], axis=1, count=h * w)
+                mask_np = bits.reshape(-1, h, w).astype(bool)
+            else:
+                mask_np = got["masks"].numpy()[sel]
+            labels = got["labels"].numpy()[sel].astype(np.int64)
+            names = self.class_names
+            rows_np = rows.numpy()[sel]
+            return Instances(
+                ids=host.ids.numpy()[rows_np].astype(np.int64),
+                labels=labels,
+                label_names=[names[i] for i in labels.tolist()],
+                scores=got["scores"].numpy()[sel],
+                boxes=got["boxes"].numpy()[sel].astype(np.float32),
+                masks=mask_np,
+                visibility=got["visibility"].numpy()[sel],
+                first_seen=host.first_seen.numpy()[rows_np].astype(np.float64),
+            )
+
     # --- helpers --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -283,9 +342,10 @@ class SPVIS(nn.Module):
             expected = (self.cfg.tracker.max_tracks, self.cfg.segmenter.hidden_dim)
             raise ValueError(f"state.query has shape {tuple(state.query.shape)}, this model "
                              f"expects {expected} (a state from another model?)")
-        if state.has_stamp() and stamp < float(state.last_stamp):
+        last = _host_last_stamp(state)
+        if not math.isnan(last) and stamp < last:
             raise ValueError(f"stamp = {stamp} is earlier than the state's last stamp "
-                             f"{float(state.last_stamp)}: time went backwards; reset the state "
+                             f"{last}: time went backwards; reset the state "
                              "(model.init_state()) to start the stream again")
         return stamp
 
@@ -333,3 +393,35 @@ def _check_frame(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
     if t.shape[0] * t.shape[1] > MAX_FRAME_PIXELS:
         raise ValueError(f"frame shape {tuple(t.shape)}: larger than {MAX_FRAME_PIXELS} pixels")
     return t
+
+
+def _upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host frame on `device`: through pinned memory without blocking the host on CUDA (a
+    plain ``.to(device)`` from pageable memory waits for the GPU to catch up)."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def _host_last_stamp(state: TrackerState) -> float:
+    """The state's last stamp (NaN before the first frame), from the host copy the tracker
+    leaves on the states it returns while that copy is still the state's own tensor, else read
+    from the device."""
+    cached = getattr(state, "_host_last_stamp", None)
+    if cached is not None and cached[0] is state.last_stamp:
+        return float(cached[1])
+    return float(state.last_stamp)
+
+
+def _pack_bits(masks: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool -> (N, ceil(H*W / 8)) uint8, 8 pixels a byte, first pixel in the high
+    bit (numpy's unpackbits order): an eighth of the bytes to copy."""
+    n = masks.shape[0]
+    flat = masks.reshape(n, -1).to(torch.uint8)
+    pad = (-flat.shape[1]) % 8
+    if pad:
+        flat = F.pad(flat, (0, pad))
+    weights = torch.full((8,), 1, dtype=torch.uint8, device=masks.device)
+    for k in range(7):
+        weights[k] = 1 << (7 - k)
+    return (flat.view(n, -1, 8) * weights).sum(-1, dtype=torch.uint8)

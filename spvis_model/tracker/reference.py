@@ -153,15 +153,17 @@ def _write(tracker: nn.Module, state: TrackerState, stamp: float, live: object, 
                                 device=state.last_stamp.device))
 
 
-def reference_postprocess(model: nn.Module, result: TrackStep, geom: object) -> Instances:
+def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
+                          tracker_cfg: object | None = None) -> Instances:
     """`SPVIS.postprocess` before the host-sync work: visible tracks above the output score ->
-    Instances at the original resolution (`model` is the SPVIS whose config and classes
-    apply)."""
+    Instances at the original resolution (`model` is the SPVIS whose classes apply;
+    `tracker_cfg`: the output score and calibration, default the model's)."""
     h, w = geom.original
-    a, b = model.cfg.tracker.score_calibration
+    tcfg = tracker_cfg or model.cfg.tracker
+    a, b = tcfg.score_calibration
     score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
         a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
-    keep = result.visible & (score >= model.cfg.tracker.output_score)
+    keep = result.visible & (score >= tcfg.output_score)
     if not bool(keep.any()):
         return Instances.empty(h, w)
     logits = result.mask_logits[keep][None]

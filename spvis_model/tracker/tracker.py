@@ -217,12 +217,13 @@ class Tracker(nn.Module):
         Returns:
             (live tracks with the corrected matches, (V,) host copy of their det).
         """
-        old = ~plan.live_born
-        usable = plan.cand[~torch.isin(plan.cand, plan.live_det[plan.live_born])]
-        if not bool(old.any()) or usable.numel() == 0:
-            return live, plan.live_det
-        idx = to_device({"old": torch.nonzero(old).flatten(), "usable": usable},
-                        refined.device)
+        with host_side():
+            old = ~plan.live_born
+            usable = plan.cand[~torch.isin(plan.cand, plan.live_det[plan.live_born])]
+            if not bool(old.any()) or usable.numel() == 0:
+                return live, plan.live_det
+            old_idx = torch.nonzero(old).flatten()
+        idx = to_device({"old": old_idx, "usable": usable}, refined.device)
         low = _mask_logits(heads, refined[idx["old"]], dets.pooled_features).sigmoid()
         cost = match_cost(F.normalize(refined[idx["old"]], dim=-1), low,
                           dets.unit[idx["usable"]], dets.low[idx["usable"]],
