@@ -218,6 +218,49 @@ class SPVIS(nn.Module):
         state, result = self.track(state, feats, stamp, settings)
         return state, self.postprocess(result, geom)
 
+    @torch.inference_mode()
+    def step_batch(self, states: Sequence[TrackerState],
+                   frames: Sequence[np.ndarray | torch.Tensor], stamps: Sequence[float],
+                   settings: TrackSettings | Sequence[TrackSettings | None] | None = None
+                   ) -> list[tuple[TrackerState, Instances]]:
+        """One frame of each of several streams (cameras): one segmenter forward over all the
+        frames as a batch, then each stream's own tracker step on its own state, in order.
+
+        Each stream's result is what `step` gives it alone: its state, ids and time checks are
+        its own (the batch only shares the segmenter's forward pass).
+
+        Args:
+            states: one TrackerState per stream (B of them).
+            frames: one (H, W, 3) uint8 RGB frame per stream, all of the same size.
+            stamps: one stamp per stream (each checked against its own state).
+            settings: one TrackSettings for all, or one (or None) per stream.
+
+        Returns:
+            [(new state, instances)] per stream, in input order.
+        """
+        n = len(states)
+        if n == 0 or len(frames) != n or len(stamps) != n:
+            raise ValueError(f"step_batch: {n} states, {len(frames)} frames and {len(stamps)} "
+                             "stamps: need one of each per stream, at least one stream")
+        per = list(settings) if isinstance(settings, (list, tuple)) else [settings] * n
+        if len(per) != n:
+            raise ValueError(f"step_batch: {len(per)} settings for {n} streams")
+        stamps = [self._check_stamp(s, t) for s, t in zip(states, stamps, strict=True)]
+        prepared = [self.preprocess(f) for f in frames]
+        geom = prepared[0][1]
+        for i, (_, g) in enumerate(prepared):
+            if g != geom:
+                raise ValueError(f"step_batch: frames[{i}] is {g.original[1]}x{g.original[0]}, "
+                                 f"frames[0] is {geom.original[1]}x{geom.original[0]}: a batch "
+                                 "needs frames of one size (step them separately)")
+        seg = self.segment(torch.cat([x for x, _ in prepared]))
+        out = []
+        for i in range(n):
+            state, result = self.track(states[i], self.frame_features(seg, i, geom), stamps[i],
+                                       per[i])
+            out.append((state, self.postprocess(result, geom)))
+        return out
+
     def segment_clip(self, frames: Sequence[np.ndarray | torch.Tensor],
                      stamps: Sequence[float]) -> list[Instances]:
         """Offline / clip evaluation: the frames of one clip from a fresh state, in order.
