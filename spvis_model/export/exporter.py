@@ -302,19 +302,21 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
         except ort_errors() as exc:
             raise ExportError(_size_refusal(model, opts, label, f"onnxruntime cannot run it: "
                                             f"{str(exc).splitlines()[0][:300]}")) from exc
-        diffs = {}
-        for name, ref_t, g in zip(OUTPUT_NAMES, ref, got, strict=True):
-            r = ref_t.float().cpu().numpy()
+        pairs = [(name, r.float().cpu().numpy(), g)
+                 for name, r, g in zip(OUTPUT_NAMES, ref, got, strict=True)]
+        for name, r, g in pairs:  # shapes first: a frozen size shows there
             if g.shape != r.shape:
                 raise ExportError(_size_refusal(model, opts, label,
                                                 f"output {name} has shape {list(g.shape)}, the "
                                                 f"eager segmenter gives {list(r.shape)}"))
+        diffs = {}
+        for name, r, g in pairs:
             diff = float(np.abs(g - r).max()) if r.size else 0.0
             scale = float(np.abs(r).max()) if r.size else 0.0
             if not diff <= atol + rtol * scale:
-                raise ExportError(f"verification failed at {label}: output {name} differs from "
-                                  f"the eager segmenter by {diff:.3g} (scale {scale:.3g}, allowed "
-                                  f"{atol} + {rtol} x scale)")
+                raise ExportError(_size_refusal(
+                    model, opts, label, f"output {name} differs from the eager segmenter by "
+                    f"{diff:.3g} (scale {scale:.3g}, allowed {atol} + {rtol} x scale)"))
             diffs[name] = diff
         report[label] = diffs
     return report
