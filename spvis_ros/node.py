@@ -86,6 +86,24 @@ class StartupError(RuntimeError):
     """The node cannot start (bad parameter, checkpoint, device); the message says why."""
 
 
+@dataclasses.dataclass
+class _Job:
+    """One decoded camera frame on its way through the worker.
+
+    Attributes:
+        rgb: (H, W, 3) uint8 frame; stamp: header stamp in seconds; params / settings: the
+            parameter values and tracker settings taken when the frame was decoded.
+    """
+
+    stream: Stream
+    msg: Any
+    received: float
+    rgb: Any
+    stamp: float
+    params: NodeParams
+    settings: TrackSettings | None
+
+
 class SpvisNode(LifecycleNode):
     """See the module docstring. Parameters: spvis_ros.params.PARAMETERS."""
 
@@ -391,9 +409,24 @@ class SpvisNode(LifecycleNode):
 
     def _work(self) -> None:
         order = list(self.streams.values())
+        batched = self.params.batch_cameras and len(order) > 1  # read-only: fixed at start
         turn = 0
         while not self._stop.is_set():
             self._wake.clear()  # before looking: a frame offered after this sets it again
+            if batched:
+                # The newest frame of every camera that has one, in rotation order.
+                taken = []
+                for k in range(len(order)):
+                    stream = order[(turn + k) % len(order)]
+                    pending = stream.take()
+                    if pending is not None:
+                        taken.append((stream, pending.msg, pending.received))
+                if taken:
+                    turn = (turn + 1) % len(order)
+                    self._process_batch(taken)
+                    continue
+                self._wake.wait(0.5)
+                continue
             for k in range(len(order)):
                 stream = order[(turn + k) % len(order)]
                 pending = stream.take()
@@ -405,10 +438,48 @@ class SpvisNode(LifecycleNode):
                 self._wake.wait(0.5)
 
     def _process(self, stream: Stream, msg: Any, received: float) -> None:
+        job = self._prepare(stream, msg, received)
+        if job is not None:
+            self._step_one(job)
+
+    def _process_batch(self, taken: list[tuple[Stream, Any, float]]) -> None:
+        """`batch_cameras`: decode each camera's frame, then one `step_batch` per group of
+        frames of one size (a camera alone in its size group steps alone). If a batch fails,
+        its cameras are stepped one by one, so that only the failing camera is rejected and
+        reset, as without batching."""
+        jobs = [job for job in (self._prepare(s, m, r) for s, m, r in taken) if job is not None]
+        groups: dict[tuple[int, ...], list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(tuple(job.rgb.shape), []).append(job)
+        for group in groups.values():
+            model = self.model
+            if model is None:
+                return
+            if len(group) == 1:
+                self._step_one(group[0])
+                continue
+            try:
+                results = model.step_batch([j.stream.state for j in group],
+                                           [j.rgb for j in group], [j.stamp for j in group],
+                                           [j.settings for j in group])
+            except (ValueError, RuntimeError) as exc:
+                self.get_logger().warning(
+                    f"cameras {[j.stream.name for j in group]}: batched step failed "
+                    f"({type(exc).__name__}: {exc}); stepping them one by one")
+                for job in group:
+                    self._step_one(job)
+                continue
+            for job, (state, inst) in zip(group, results, strict=True):
+                job.stream.state = state
+                self._finish(job, inst)
+
+    def _prepare(self, stream: Stream, msg: Any, received: float) -> _Job | None:
+        """Decode a camera's frame and bring its tracker state up to this frame's stamp (reset
+        after a jump or a loop); None when the frame is dropped (logged and counted)."""
         log = self.get_logger()
         model = self.model
         if model is None:
-            return
+            return None
         stamp = messages.time_to_seconds(msg.header.stamp)
         try:
             rgb = by_name(self.params.transport).decode(
@@ -417,7 +488,7 @@ class SpvisNode(LifecycleNode):
         except ImageConversionError as exc:
             stream.stats.rejected += 1
             log.error(f"camera {stream.name}: dropped frame at stamp {stamp:.3f}: {exc}")
-            return
+            return None
         with self._lock:
             p = self.params.copy()
             settings = self.track_settings
@@ -428,24 +499,37 @@ class SpvisNode(LifecycleNode):
             log.info(f"camera {stream.name}: tracks reset ({reason}); ids continue from "
                      f"{int(stream.state.next_id)}")
             stream.state = stream.state.reset()
+        return _Job(stream, msg, received, rgb, stamp, p, settings)
+
+    def _step_one(self, job: _Job) -> None:
+        model = self.model
+        if model is None:
+            return
+        stream = job.stream
         try:
-            stream.state, inst = model.step(stream.state, rgb, stamp, settings)
+            stream.state, inst = model.step(stream.state, job.rgb, job.stamp, job.settings)
         except (ValueError, RuntimeError) as exc:
             stream.stats.rejected += 1
             stream.state = stream.state.reset()
-            log.error(f"camera {stream.name}: frame at stamp {stamp:.3f} failed, tracks reset: "
-                      f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(
+                f"camera {stream.name}: frame at stamp {job.stamp:.3f} failed, tracks reset: "
+                f"{type(exc).__name__}: {exc}")
             return
-        stream.last_stamp = stamp
+        self._finish(job, inst)
+
+    def _finish(self, job: _Job, inst: Any) -> None:
+        """Publish a camera's instances and count the frame."""
+        stream = job.stream
+        stream.last_stamp = job.stamp
         try:
-            self._publish(stream, msg.header, rgb, inst, p)
+            self._publish(stream, job.msg.header, job.rgb, inst, job.params)
         except RuntimeError:  # rclpy's RCLError / InvalidHandle: shutting down
             if self._stop.is_set() or not rclpy.ok(context=self.context):
                 return
             raise
         now = time.monotonic()
         stream.stats.processed += 1
-        stream.stats.latencies.append(now - received)
+        stream.stats.latencies.append(now - job.received)
         stream.stats.done_times.append(now)
         stream.stats.live_tracks = stream.state.num_live()
 

@@ -107,6 +107,10 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("cameras", "string_array", ["cam0"], False,
          "camera names; camera c reads `c/image_raw` (plus the transport's suffix) and publishes "
          "`c/instances`, `c/detections`, `c/labels`, `c/overlay`"),
+    Spec("batch_cameras", "bool", False, False,
+         "one segmenter forward over the newest frame of every camera that has one (cameras "
+         "with the same image size; each camera's own tracker after it, its ids and state "
+         "unchanged); false: one camera at a time, round-robin"),
     Spec("transport", "string", "raw", False,
          "image transport of the input: raw = sensor_msgs/Image on `c/image_raw`, compressed = "
          "sensor_msgs/CompressedImage on `<remapped c/image_raw>/compressed`",
@@ -157,6 +161,7 @@ class NodeParams:
     backend: str
     onnx: str
     cameras: list[str]
+    batch_cameras: bool
     transport: str
     input_reliability: str
     input_depth: int
