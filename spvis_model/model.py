@@ -35,6 +35,7 @@ from spvis_model.tracker.types import FrameFeatures, TrackStep
 
 if TYPE_CHECKING:
     from spvis_model.export.runtime import OnnxRuntimeSegmenter
+    from spvis_model.graphs import SegmenterGraphs
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_FRAME_PIXELS = 8192 * 8192
@@ -83,6 +84,9 @@ class SPVIS(nn.Module):
         # Runs `segment` instead of the eager segmenter when set (`from_checkpoint(backend=...)`,
         # spvis_model.export.runtime); None = PyTorch.
         self.segment_backend: OnnxRuntimeSegmenter | None = None
+        # The eager segmenter captured per input shape (`capture`, spvis_model.graphs); None =
+        # eager.
+        self.segment_graphs: SegmenterGraphs | None = None
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -171,8 +175,27 @@ class SPVIS(nn.Module):
         the exported one through `segment_backend` when one is attached."""
         if self.segment_backend is not None:
             return self.segment_backend.segment(images)
+        if self.segment_graphs is not None:
+            dtype = None if self.precision == "float32" else PRECISIONS[self.precision]
+            return self.segment_graphs(images, dtype)
         with self._autocast():
             return self.segmenter(images)
+
+    def capture(self, mode: str) -> SPVIS:
+        """Run the segmenter captured for fixed input sizes from now on: "graphs" (CUDA
+        graphs), "compile" (``torch.compile(mode="reduce-overhead")``) or "eager" (undo). Each
+        input shape is captured on first use and checked against eager; what cannot be
+        captured runs eagerly with a `CaptureFallbackWarning` naming the stage and the reason
+        (spvis_model.graphs). Not with the onnxruntime backend."""
+        from spvis_model.graphs import MODES, SegmenterGraphs
+
+        if mode not in MODES:
+            raise ValueError(f"capture mode = {mode!r}: must be one of {list(MODES)}")
+        if mode != "eager" and self.segment_backend is not None:
+            raise ValueError(f"capture mode = {mode!r}: the segmenter runs in onnxruntime "
+                             f"({self.backend}); capture applies to the PyTorch segmenter")
+        self.segment_graphs = None if mode == "eager" else SegmenterGraphs(self.segmenter, mode)
+        return self
 
     def frame_features(self, seg: SegmenterOutput, index: int,
                        geom: FrameGeometry) -> FrameFeatures:

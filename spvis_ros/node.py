@@ -201,7 +201,8 @@ class SpvisNode(LifecycleNode):
         model = self.model
         self.get_logger().info(
             f"spvis: {model.cfg.name} model ({len(model.class_names)} classes) on "
-            f"{self.device} in {model.precision}, segmenter backend {model.backend}, "
+            f"{self.device} in {model.precision}, segmenter backend {model.backend} "
+            f"(capture {self.params.capture}), "
             f"MSDeformAttn kernels {'CPU+CUDA' if with_cuda() else 'CPU'}; cameras "
             f"{self.params.cameras} "
             f"({self.params.transport}, input QoS {self.params.input_reliability} depth "
@@ -312,6 +313,10 @@ class SpvisNode(LifecycleNode):
             raise StartupError(f"parameter backend = {p.backend!r}: {exc}") from exc
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"parameter checkpoint = {p.checkpoint!r}: {exc}") from exc
+        try:
+            model.capture(p.capture)  # built per input size on first use (spvis_model.graphs)
+        except ValueError as exc:
+            raise StartupError(f"parameter capture = {p.capture!r}: {exc}") from exc
         with self._lock:
             self.track_settings = dataclasses.replace(model.default_settings(),
                                                       keep_seconds=p.keep_seconds)

@@ -36,6 +36,8 @@ PRECISIONS = ("float32", "float16", "bfloat16")
 # spvis_model.export.runtime.BACKENDS (not imported here: the launch files read this table
 # without loading torch; a test checks the two agree).
 BACKENDS = ("torch", "onnxruntime")
+# spvis_model.graphs.MODES (not imported here, as BACKENDS).
+CAPTURES = ("eager", "graphs", "compile")
 RELIABILITIES = ("best_effort", "reliable")
 MASK_ENCODINGS = ("rle", "mono8")
 TRANSPORTS = TRANSPORT_NAMES
@@ -107,6 +109,11 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("cameras", "string_array", ["cam0"], False,
          "camera names; camera c reads `c/image_raw` (plus the transport's suffix) and publishes "
          "`c/instances`, `c/detections`, `c/labels`, `c/overlay`"),
+    Spec("capture", "string", "eager", False,
+         "backend torch on CUDA: run the segmenter captured for each camera's input size, as "
+         "CUDA graphs (graphs) or torch.compile reduce-overhead (compile), checked against "
+         "eager when built; a stage that cannot be captured runs eagerly with a warning",
+         choices=CAPTURES),
     Spec("batch_cameras", "bool", False, False,
          "one segmenter forward over the newest frame of every camera that has one (cameras "
          "with the same image size; each camera's own tracker after it, its ids and state "
@@ -161,6 +168,7 @@ class NodeParams:
     backend: str
     onnx: str
     cameras: list[str]
+    capture: str
     batch_cameras: bool
     transport: str
     input_reliability: str
