@@ -20,7 +20,7 @@ from synthetic_clip import crossing_clip
 from tracker_scenes import StubHeads, region, scene
 
 from spvis_model.config import preset
-from spvis_model.model import SPVIS, make_tracker
+from spvis_model.model import make_tracker
 from spvis_model.syncs import count_syncs
 from spvis_model.tracker.reference import reference_postprocess, reference_step
 from spvis_model.tracker.settings import TrackSettings

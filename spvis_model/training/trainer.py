@@ -357,9 +357,11 @@ class _Trainer:
                               f"resume: steps, checkpoint_every, keep_checkpoints, log_every, "
                               f"num_workers, device; to change {k}, start a new run with "
                               "init: <checkpoint>)")
-        if payload["model_config"] != model_cfg.to_dict():
-            keys = sorted(k for k, v in model_cfg.to_dict().items()
-                          if payload["model_config"].get(k) != v)
+        # Compared as parsed configs: fields added (with defaults) or retired since the run
+        # started do not block a resume; any value that differs does.
+        saved_model = ModelConfig.from_dict(payload["model_config"]).to_dict()
+        if saved_model != model_cfg.to_dict():
+            keys = sorted(k for k, v in model_cfg.to_dict().items() if saved_model.get(k) != v)
             raise ConfigError(f"resume: the model config differs from the checkpoint's in "
                               f"{keys}")
         if self.info.is_main and saved.steps != self.cfg.steps:
