@@ -2,12 +2,19 @@
 
     python bench/select_checkpoint.py --run runs/stage2 --sets val_heldout,val_lowfps \\
         [--baseline spvis_model/weights/spvis_lite0.pt] [--export best.pt]
+    python bench/select_checkpoint.py --run runs/stage1 --sets val_heldout --fp-sets val_real \\
+        --model-config configs/model_lite0_synthetic.yaml      # a stage-1 (segmenter) run
 
 Every kept checkpoint of the run (ckpt/step_*.pt) and the run's init model (the untrained
 tracker, when --baseline is given) are scored with their own tracker configuration on the
 cached segmenter outputs of the sets (bench/eval_sets.py); the score is the mean AP over the
-sets, ties broken by mean HOTA. Only `val` sets are accepted: nothing is chosen on a test set.
-With --export the winner is written as an spvis checkpoint (float16 storage).
+sets, ties broken by mean HOTA. With --fp-sets (object-free footage) every candidate's
+published instances per frame are counted too, and a candidate whose worst video exceeds
+--max-fp ranks below every one that does not. --model-config builds each candidate from that
+config and loads its weights (a stage-1 run's checkpoints carry their init's tracker settings;
+this evaluates them under the tracker configuration that will ship). Only `val` sets are
+accepted: nothing is chosen on a test set. With --export the winner is written as an spvis
+checkpoint (float16 storage).
 """
 
 from __future__ import annotations
@@ -22,18 +29,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_sets import ensure_cache, ensure_dataset, load_sets
 
-from spvis_model.ablation import run_variants
-from spvis_model.config import ModelConfig
+from spvis_model.ablation import make_variant, published_per_frame, run_variants
+from spvis_model.config import ModelConfig, load_config
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import load_state_dict_exact
 from spvis_model.training.trainer import load_training_checkpoint
 
 
-def model_from_training_checkpoint(path: Path) -> SPVIS:
+def model_from_training_checkpoint(path: Path, config: ModelConfig | None = None) -> SPVIS:
+    """The model of a training checkpoint; with `config`, its weights in a model built from
+    that config instead of the checkpoint's own."""
     payload = load_training_checkpoint(path)
-    model = SPVIS(ModelConfig.from_dict(payload["model_config"]), pretrained_backbone=False)
+    cfg = config if config is not None else ModelConfig.from_dict(payload["model_config"])
+    model = SPVIS(cfg, pretrained_backbone=False)
     load_state_dict_exact(model, payload["model"], source=str(path))
     return model.eval()
+
+
+def false_positives(model: SPVIS, name: str, sets: list, data_root: Path, cache_root: Path
+                    ) -> tuple[float, float]:
+    """(mean, worst video's mean) instances published per frame on object-free sets."""
+    per_video: list[float] = []
+    for s in sets:
+        cache = ensure_cache(model, s, data_root, cache_root)
+        counts = published_per_frame(model, cache, [make_variant(model, name, {})],
+                                     progress=False)[name]
+        per_video += [sum(c) / max(len(c), 1) for c in counts.values()]
+    return sum(per_video) / max(len(per_video), 1), max(per_video, default=0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,21 +66,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", type=Path, default=Path("data/eval"))
     ap.add_argument("--cache-root", type=Path, default=Path("cache"))
     ap.add_argument("--export", type=Path, help="write the winner here (spvis checkpoint)")
+    ap.add_argument("--fp-sets", default="", help="object-free val sets: published per frame")
+    ap.add_argument("--max-fp", type=float, default=0.05,
+                    help="worst video's published instances per frame allowed on --fp-sets")
+    ap.add_argument("--model-config", type=Path,
+                    help="build every candidate from this model config (stage-1 runs)")
+    ap.add_argument("--only", default="", help="comma-separated checkpoint stems to score")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     sets = load_sets()
     names = args.sets.split(",")
-    bad = [n for n in names if n not in sets or sets[n].role != "val"]
+    fp_names = [n for n in args.fp_sets.split(",") if n]
+    bad = [n for n in names + fp_names if n not in sets or sets[n].role != "val"]
     if bad:
         print(f"--sets {bad}: only validation sets (role: val) may choose a checkpoint",
               file=sys.stderr)
         return 2
     candidates: dict[str, SPVIS] = {}
+    config = load_config(args.model_config) if args.model_config else None
     if args.baseline is not None:
-        candidates[f"baseline {args.baseline.name}"] = SPVIS.from_checkpoint(args.baseline)
+        base = SPVIS.from_checkpoint(args.baseline)
+        if config is not None:
+            weights = base.state_dict()
+            base = SPVIS(config, pretrained_backbone=False)
+            load_state_dict_exact(base, weights, source=str(args.baseline))
+        candidates[f"baseline {args.baseline.name}"] = base.eval()
+    only = {n for n in args.only.split(",") if n}
     for ckpt in sorted((args.run / "ckpt").glob("step_*.pt")):
-        candidates[ckpt.stem] = model_from_training_checkpoint(ckpt)
-    scores: dict[str, tuple[float, float]] = {}
+        if not only or ckpt.stem in only:
+            candidates[ckpt.stem] = model_from_training_checkpoint(ckpt, config)
+    scores: dict[str, tuple[bool, float, float]] = {}
     for name, model in candidates.items():
         aps, hotas, cells = [], [], []
         for s in names:
@@ -68,8 +105,14 @@ def main(argv: list[str] | None = None) -> int:
             aps.append(m["AP"])
             hotas.append(m["HOTA"])
             cells.append(f"{s}: AP {m['AP']:.3f} HOTA {m['HOTA']:.3f} IDSW {int(m['IDSW'])}")
-        scores[name] = (sum(aps) / len(aps), sum(hotas) / len(hotas))
-        print(f"{name}: mean AP {scores[name][0]:.4f} HOTA {scores[name][1]:.4f} | "
+        within = True
+        if fp_names:
+            mean_fp, worst_fp = false_positives(model, name, [sets[n] for n in fp_names],
+                                                args.data_root, args.cache_root)
+            within = worst_fp <= args.max_fp
+            cells.append(f"FP/frame mean {mean_fp:.3f} worst video {worst_fp:.3f}")
+        scores[name] = (within, sum(aps) / len(aps), sum(hotas) / len(hotas))
+        print(f"{name}: mean AP {scores[name][1]:.4f} HOTA {scores[name][2]:.4f} | "
               + " | ".join(cells), flush=True)
     best = max(scores, key=lambda k: scores[k])
     print(f"best: {best}")
