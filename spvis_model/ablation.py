@@ -44,7 +44,7 @@ ABLATION: dict[str, dict[str, Any]] = {
     "+ RCP (full PGT)": {},
 }
 
-METRICS = ("AP", "AP50", "HOTA", "AssA", "IDF1", "IDSW")
+METRICS = ("AP", "AP50", "HOTA", "AssA", "IDF1", "IDSW", "coverage")
 
 
 @dataclasses.dataclass
@@ -128,9 +128,11 @@ def published_per_frame(model: SPVIS, cache: FeatureCache, variants: list[Varian
 
 def score(data: str | Path, results: list[dict[str, Any]],
           score_threshold: float = 0.5) -> dict[str, float]:
-    """AP/AR (YouTube-VIS) and tracking metrics (HOTA, AssA, IDF1, IDSW, ...) of a results list;
-    the tracking metrics read the predictions scoring >= `score_threshold`."""
+    """AP/AR (YouTube-VIS), tracking metrics (HOTA, AssA, IDF1, IDSW, ...) and coverage (share
+    of annotated object-frames some output covers, spvis_model.eval.errors) of a results list;
+    the tracking metrics and coverage read the predictions scoring >= `score_threshold`."""
     from spvis_model.eval.data import load_ground_truth, load_predictions
+    from spvis_model.eval.errors import error_breakdown
     from spvis_model.eval.tracking import evaluate_tracking
     from spvis_model.eval.ytvis import evaluate
 
@@ -138,6 +140,8 @@ def score(data: str | Path, results: list[dict[str, Any]],
     preds = load_predictions(results, gt) if results else []
     out = dict(evaluate(gt, preds)) if preds else {"AP": 0.0, "AP50": 0.0}
     out.update(evaluate_tracking(gt, preds, score_threshold))
+    coverage = error_breakdown(gt, preds, score_threshold).summary()["coverage"]
+    out["coverage"] = float("nan") if coverage is None else float(coverage)
     return out
 
 

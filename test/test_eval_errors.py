@@ -70,6 +70,7 @@ def test_per_ground_truth_track():
     assert (c.covering, c.missed, c.frames_to_first_detection) == ((), True, None)
     assert d.iscrowd and d.covering == (6,)
     assert (e.frames_to_first_detection, e.seconds_to_first_detection) == (1, None)
+    assert (a.covered_frames, b.covered_frames, c.covered_frames, e.covered_frames) == (4, 5, 0, 2)
 
 
 def test_per_tracker_track():
@@ -90,7 +91,10 @@ def test_summary_totals_by_hand():
         "tracker_tracks": 5, "one_frame_tracks": 2, "false_positive_tracks": 3,
         "frames_to_first_detection_mean": 1.0, "frames_to_first_detection_median": 1.0,
         "frames_to_first_detection_max": 2.0, "seconds_to_first_detection_mean": 0.5,
-        "seconds_to_first_detection_median": 0.5}
+        "seconds_to_first_detection_median": 0.5,
+        # A: 6 frames, covered in 2-5 (4); B: frames 1-5, all covered by prediction 2 (5);
+        # C: 4 frames, none (prediction 4 is below the threshold)
+        "object_frames": 15, "covered_object_frames": 9, "coverage": pytest.approx(0.6)}
     every = errors.summary()
     # + E (delay 1, no seconds); the crowd region D is not counted; + predictions 6 and 7
     assert (every["gt_tracks"], every["detected_gt_tracks"], every["tracker_tracks"]) == (4, 3, 7)

@@ -70,6 +70,8 @@ def error_markdown(results: dict[str, Any], categories: dict[int, str] | None = 
         f"{iou} in at least one frame, whatever the categories. Crowd tracks are left out.", "",
         *_table(("", "value", "meaning"), [
             ["ground-truth tracks", _num(s["gt_tracks"]), "annotated in at least one frame"],
+            ["coverage", _num(s["coverage"]), f"of {_num(s['object_frames'])} annotated "
+             "object-frames, the share some tracker track covers"],
             ["missed", _num(s["missed_gt_tracks"]), "covered by no tracker track"],
             ["fragmented", _num(s["fragmented_gt_tracks"]), "covered by more than one id"],
             ["class flips", _num(s["class_flips"]), "covered by a track of another category"],

@@ -16,6 +16,9 @@ Per ground-truth track:
 - *class flip*: covered by a track of another category (which includes being covered by tracks
   of more than one category);
 - *missed*: covered by none;
+- *covered frames*: the frames of it (non-empty mask) in which some tracker track matches it;
+  over all tracks, covered / annotated object-frames is the *coverage* (how much of what is
+  there the output finds at all, whatever the ids);
 - *frames to first detection*: first frame in which some tracker track matches it, minus the
   first frame in which it appears (0: found at once; None: never found); in seconds too when the
   video has `timestamps` or `fps`.
@@ -61,6 +64,7 @@ class GtTrackErrors:
     covering_categories: tuple[int, ...]
     first_detected_frame: int | None
     seconds_to_first_detection: float | None
+    covered_frames: int = 0
 
     @property
     def frames_to_first_detection(self) -> int | None:
@@ -140,7 +144,8 @@ class ErrorBreakdown:
         frame), missed / fragmented_gt_tracks / class_flips among them, covering_ids_mean (over
         covered tracks), tracker_tracks, one_frame_tracks, false_positive_tracks, and the mean,
         median and max frames (and mean and median seconds) to first detection over the
-        detected tracks."""
+        detected tracks, and the coverage: object_frames (annotated, non-empty),
+        covered_object_frames and their ratio."""
         wanted = None if video_ids is None else set(video_ids)
         gts = [g for g in self.gt_tracks if not g.iscrowd and g.frames
                and (wanted is None or g.video_id in wanted)]
@@ -150,7 +155,12 @@ class ErrorBreakdown:
         seconds = [g.seconds_to_first_detection for g in gts
                    if g.seconds_to_first_detection is not None]
         covered = [len(g.covering) for g in gts if g.covering]
+        object_frames = sum(g.frames for g in gts)
+        covered_frames = sum(g.covered_frames for g in gts)
         return {
+            "object_frames": object_frames,
+            "covered_object_frames": covered_frames,
+            "coverage": covered_frames / object_frames if object_frames else None,
             "gt_tracks": len(gts),
             "detected_gt_tracks": len(delays),
             "missed_gt_tracks": sum(g.missed for g in gts),
@@ -229,7 +239,7 @@ def error_breakdown(gt: GroundTruth, predictions: list[Track], score_threshold: 
                 iscrowd=g.iscrowd, frames=int(frames.size), first_frame=first,
                 covering=tuple(trks[k].index for k in covering),
                 covering_categories=tuple(sorted({trks[k].category_id for k in covering})),
-                first_detected_frame=detected,
+                first_detected_frame=detected, covered_frames=int(found.size),
                 seconds_to_first_detection=None if detected is None or first is None
                 else _seconds(video, first, detected)))
         for k, p in enumerate(trks):
