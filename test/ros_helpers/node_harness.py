@@ -61,7 +61,9 @@ class NodeProcess:
                                      stderr=subprocess.STDOUT)
 
     def log(self) -> str:
-        self._log.flush()
+        """The node's output so far (also after stop(), which closes the file)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def wait_for_log(self, needle: str, timeout: float = 60.0) -> None:
