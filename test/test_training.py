@@ -272,6 +272,32 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert not torch.equal(rng[0], rng[1])  # per-rank random streams
 
 
+def test_callers_group_at_world_size_one_is_used(tmp_path, monkeypatch):
+    """A process group the caller created is used even by one process (bench/train_check.py
+    proves the NCCL path on one GPU so): DDP and the collectives run, and train() leaves the
+    group to its owner."""
+    from spvis_model.training import distributed as D
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    alone = D.init_distributed("cpu")
+    assert not alone.distributed and not alone.in_group and not alone.owns_group
+    dist = torch.distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        info = D.init_distributed("cpu")
+        assert info.distributed and info.in_group and not info.owns_group
+        assert D.mean_over_ranks(info, {"loss": 2.0}) == {"loss": 2.0}
+        final = run_toy(tmp_path / "run", steps=2, warmup_steps=1)
+        assert final.is_file()
+        assert dist.is_initialized()  # not destroyed by train(): the caller owns it
+        payload = load_training_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")
+        assert payload["world_size"] == 1 and len(payload["rank_states"]) == 1
+    finally:
+        dist.destroy_process_group()
+
+
 # --- sampler -------------------------------------------------------------------------------------
 
 def test_sharded_batch_sampler():

@@ -29,6 +29,9 @@ class DistInfo:
         device: the device this rank trains on.
         owns_group: True when `init_distributed` created the process group (and so destroys
             it in `cleanup`).
+        in_group: True when a process group is in use: the one `init_distributed` created, or
+            one the caller initialised before (then DDP and the collectives run through it
+            even at world size 1, e.g. to exercise NCCL on one GPU).
     """
 
     rank: int
@@ -36,6 +39,7 @@ class DistInfo:
     local_rank: int
     device: torch.device
     owns_group: bool = False
+    in_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -43,7 +47,9 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Gradients, logged values and checkpoint state go through the process group (DDP,
+        collectives): with several processes, and with one when a group is in use."""
+        return self.world_size > 1 or self.in_group
 
 
 def _env_int(name: str, default: int) -> int:
@@ -77,7 +83,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
     With WORLD_SIZE > 1 this initialises the default process group from the env:// rendezvous
     torchrun sets up: NCCL when training on CUDA, gloo on the CPU. A group that is already
-    initialised (by the caller) is used as it is.
+    initialised (by the caller) is used as it is, also at world size 1 (`DistInfo.in_group`).
     """
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
@@ -87,7 +93,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         dev = pick_device(device, local_rank)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        return DistInfo(rank, world, local_rank, dev, owns_group=False)
+        return DistInfo(rank, world, local_rank, dev, owns_group=False, in_group=True)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"RANK = {rank}, WORLD_SIZE = {world}: need 0 <= RANK < WORLD_SIZE")
     dev = pick_device(device, local_rank)
@@ -100,7 +106,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                             device_id=dev if dev.type == "cuda" else None)
-    return DistInfo(rank, world, local_rank, dev, owns_group=True)
+    return DistInfo(rank, world, local_rank, dev, owns_group=True, in_group=True)
 
 
 def cleanup(info: DistInfo) -> None:
