@@ -10,8 +10,11 @@ the preset's rule to the given longer side):
 
 interleaved (eager, ort, eager, ...) so that a machine whose load changes affects both alike,
 median of the repeats, on the same device and with the same number of threads for both
-(torch.set_num_threads and onnxruntime's intra-op threads). It also checks that both give the
-same logits (max |diff|), so a fast but wrong graph cannot pass unnoticed.
+(torch.set_num_threads and onnxruntime's intra-op threads). Besides the ratio of the medians it
+prints the median and quartiles of the per-pair ratios (each eager call over the onnxruntime
+call right after it): on a shared machine that is the steadier figure, and the quartiles show
+how much the load moved it. It also checks that both give the same logits (max |diff|), so a
+fast but wrong graph cannot pass unnoticed.
 
 tiny uses random seeded weights; lite0 uses the shipped checkpoint (timing does not depend on
 the weights). CUDA (onnxruntime-gpu's CUDAExecutionProvider) runs with --device cuda where it
@@ -90,8 +93,12 @@ def measure(name: str, longer: int, device: str, repeats: int, folder: Path) -> 
                 sync(device)
                 times[key].append(time.perf_counter() - t)
     e, o = statistics.median(times["eager"]), statistics.median(times["ort"])
+    pairs = [a / b for a, b in zip(times["eager"], times["ort"], strict=True)]
+    p25, p50, p75 = (statistics.quantiles(pairs, n=4, method="inclusive") if len(pairs) > 1
+                     else pairs * 3)
     return {"preset": name, "input": f"{geom.padded[1]}x{geom.padded[0]}", "eager_ms": e * 1e3,
-            "ort_ms": o * 1e3, "speedup": e / o, "logit_diff": diff, "mask_diff": mdiff,
+            "ort_ms": o * 1e3, "speedup": e / o, "paired_speedup": p50,
+            "paired_p25": p25, "paired_p75": p75, "logit_diff": diff, "mask_diff": mdiff,
             "export_s": export_s, "provider": ort.segment_backend.provider}
 
 
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{row['preset']:6s} {row['input']:>8s}  eager {row['eager_ms']:8.1f} ms  "
                       f"onnxruntime {row['ort_ms']:8.1f} ms  eager/ort {row['speedup']:5.2f}x  "
+                      f"paired {row['paired_speedup']:4.2f}x [{row['paired_p25']:4.2f}-"
+                      f"{row['paired_p75']:4.2f}]  "
                       f"max|dlogit| {row['logit_diff']:.1e}  max|dmask| {row['mask_diff']:.1e}  "
                       f"({row['provider']}, export {row['export_s']:.0f} s)", flush=True)
     if args.json:
