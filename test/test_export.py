@@ -5,6 +5,7 @@ errors. Parity with eager on real frames and clips: test_export_parity.py."""
 from __future__ import annotations
 
 import json
+import stat
 
 import numpy as np
 import onnx
@@ -145,6 +146,9 @@ def test_written_file_passes_the_checker_and_the_sidecar_says_what_it_is(tiny, t
     assert side.msda == "grid_sample" and side.plugin == {}
     raw = json.loads(sidecar_path(tiny_onnx).read_text())
     assert raw["format"] == "spvis-onnx"
+    # Readable like the sidecar (the temporary file it was renamed from was 0600).
+    mode = stat.S_IMODE(tiny_onnx.stat().st_mode)
+    assert mode == stat.S_IMODE(sidecar_path(tiny_onnx).stat().st_mode)
 
 
 def test_float16_graph_computes_in_float16_with_float32_ends(tiny, tmp_path):

@@ -158,6 +158,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path,
         _check_proto(proto, opts, tmp)
         onnx.save(proto, str(tmp))
         verified = _verify(model, tmp, opts, hw) if opts.verify else {}
+        # mkstemp made the file 0600; give it the mode a plain open() would (the sidecar's),
+        # so a node running as another user can read it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -165,6 +168,13 @@ def export_onnx(model: torch.nn.Module, path: str | Path,
     side_path = sidecar_path(path)
     side.write(side_path)
     return ExportResult(path, side_path, side, verified)
+
+
+def _umask() -> int:
+    """The process's umask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # --- tracing ------------------------------------------------------------------------------------
@@ -251,6 +261,19 @@ def _annotate(proto: object, model: torch.nn.Module, opts: ExportOptions,
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
+    # Declare the output shapes we know (the trace leaves e.g. the query count symbolic);
+    # full_check shape inference then checks them against the graph.
+    shapes = output_shapes(model, opts, hw)
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if len(dims) != len(shapes[out.name]):
+            raise ExportError(f"exported output {out.name} has rank {len(dims)}, the segmenter's "
+                              f"is {len(shapes[out.name])} ({shapes[out.name]})")
+        for dim, value in zip(dims, shapes[out.name], strict=True):
+            if isinstance(value, int):
+                dim.dim_value = value
+            else:
+                dim.dim_param = value
 
 
 def _check_proto(proto: object, opts: ExportOptions, where: Path) -> None:
@@ -331,22 +354,29 @@ def _size_refusal(model: torch.nn.Module, opts: ExportOptions, label: str, what:
 
 
 # --- sidecar ------------------------------------------------------------------------------------
+def output_shapes(model: torch.nn.Module, opts: ExportOptions,
+                  hw: tuple[int, int]) -> dict[str, list[int | str]]:
+    """Output name -> shape, symbolic names where dynamic ("batch", "height/4", "S")."""
+    cfg = model.cfg
+    h4, w4 = ("height/4", "width/4") if opts.dynamic else (hw[0] // 4, hw[1] // 4)
+    s = "S" if opts.dynamic else sum((hw[0] // k) * (hw[1] // k) for k in (32, 16, 8))
+    n = cfg.segmenter.num_queries
+    return {
+        "pred_logits": ["batch", n, cfg.num_classes + 1],
+        "pred_masks": ["batch", n, h4, w4],
+        "query_embed": ["batch", n, cfg.segmenter.hidden_dim],
+        "mask_features": ["batch", cfg.pixel_decoder.mask_dim, h4, w4],
+        "memory": ["batch", s, cfg.pixel_decoder.conv_dim],
+    }
+
+
 def _sidecar(model: torch.nn.Module, path: Path, opts: ExportOptions,
              hw: tuple[int, int]) -> Sidecar:
     import onnx
 
     cfg = model.cfg
     h, w = ("height", "width") if opts.dynamic else hw
-    h4, w4 = ("height/4", "width/4") if opts.dynamic else (hw[0] // 4, hw[1] // 4)
-    s = "S" if opts.dynamic else sum((hw[0] // k) * (hw[1] // k) for k in (32, 16, 8))
-    n, k1 = cfg.segmenter.num_queries, cfg.num_classes + 1
-    outputs = {
-        "pred_logits": ["batch", n, k1],
-        "pred_masks": ["batch", n, h4, w4],
-        "query_embed": ["batch", n, cfg.segmenter.hidden_dim],
-        "mask_features": ["batch", cfg.pixel_decoder.mask_dim, h4, w4],
-        "memory": ["batch", s, cfg.pixel_decoder.conv_dim],
-    }
+    outputs = output_shapes(model, opts, hw)
     full = cfg.to_dict()
     preprocess = dict(full["input"])
     preprocess["pixel_mean"] = model.pixel_mean.flatten().tolist()
