@@ -28,5 +28,6 @@ def demo_notice(model: Any) -> str | None:
     names = ", ".join(model.class_names)
     return (f"this is the DEMO model: it knows only the synthetic generator's classes ({names}) "
             "and has never seen a real object class, so on camera images it should publish "
-            "(almost) nothing. For real objects, pass checkpoint:=<a model trained on your data> "
-            "(docs/training.md).")
+            "(almost) nothing. For real objects, bring a published Mask2Former / MinVIS / DVIS "
+            "model with `spvis import` (docs/model.md, 'Use a published model') or train one on "
+            "your data (docs/training.md), and pass checkpoint:=<that file>.")
