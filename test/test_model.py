@@ -219,6 +219,7 @@ def test_demo_checkpoint_says_so_and_settings_never_touch_the_config(tmp_path):
     demo = SPVIS.from_checkpoint(tmp_path / "demo.pt")
     notice = demo_notice(demo)
     assert notice is not None and "DEMO model" in notice and "object" in notice
+    assert "spvis import" in notice
     before = dataclasses.asdict(demo.cfg.tracker)
     frame = np.zeros((64, 64, 3), np.uint8)
     state = demo.init_state()
