@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench gpu-check clean
 
 setup:  ## create .venv, install torch, ROS 2 wheels, spvis_msgs and the project (idempotent)
 	@bash scripts/setup.sh
@@ -24,6 +24,9 @@ lint: setup
 
 bench: setup  ## op benchmark (CPU here; add DEVICE=cuda on a GPU machine)
 	@$(PY) bench/msda.py --device $(or $(DEVICE),cpu)
+
+gpu-check:  ## the CUDA check (scripts/gpu_check.sh) into OUT (default out/gpu-check); DRY=1: CPU dry run
+	@bash scripts/gpu_check.sh $(if $(DRY),--dry-run) $(or $(OUT),out/gpu-check)
 
 clean:
 	rm -rf build spvis_model/_C*.so *.egg-info

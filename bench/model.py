@@ -8,7 +8,14 @@ For each preset at 640×480 it times, per frame (batch 1, median of the repeats)
   state update;
 - the tracker's cost as a share of the segmenter's (the design goal: SIM + PGT + RCP ≤ 10% of
   the segmenter at 64 tracks on CUDA);
-- the TrackerState's bytes against max_tracks, and after 1, 100 and 1000 frames (constant).
+- the TrackerState's bytes against max_tracks, and after 1, 100 and 1000 frames (constant);
+- with ``--step-frames N``, the whole ``SPVIS.step`` (upload, preprocess, segmenter, tracker,
+  post-processing to host Instances) on N frames of a moving clip: median, p90, p99; with
+  ``--capture graphs compile`` also with the segmenter captured (spvis_model.graphs), and what
+  ran for each stage.
+
+Several ``--precision`` values time each preset (built once) in each: float16 / bfloat16 run
+the segmenter under CUDA autocast.
 
 Weights are random (timing does not depend on them). Live tracks are planted in the state.
 The presets r50, r101, swin-t, swin-s, swin-b and swin-l are the architectures `spvis import`
@@ -20,6 +27,8 @@ models, 360 / 480 for the video ones), where a 640×480 frame is resized first.
     python bench/model.py --device cpu
     python bench/model.py --device cuda --presets tiny lite0 r50
     python bench/model.py --device cpu --presets r50 r101 swin-t swin-l
+    python bench/model.py --device cuda --presets lite0 r50 --precision float32 bfloat16 \
+        --step-frames 60 --capture graphs compile --json out.json
 """
 
 from __future__ import annotations
@@ -86,23 +95,61 @@ def planted_state(model: SPVIS, live: int, seed: int = 0) -> TrackerState:
     return state
 
 
-@torch.inference_mode()
-def bench_preset(name: str, device: str, repeats: int, precision: str,
-                 min_size: int = 0) -> dict:
+def moving_clip(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
+    """n frames (h, w, 3) uint8: noise with a few bright boxes that move (steady tracks)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    out = []
+    for t in range(n):
+        f = base.copy()
+        for k in range(6):
+            y = (h // 8) * (k % 3 + 1) + (t % 5)
+            x = (w // 8) * (k + 1) + 2 * t % (w // 8)
+            f[y:y + h // 8, x:x + w // 10] = (40 * k + 30, 200 - 20 * k, 90)
+        out.append(f)
+    return out
+
+
+def time_steps(model: SPVIS, frames: list[np.ndarray], device: str) -> dict:
+    """The whole `step` (upload, preprocess, segmenter, tracker, postprocess to Instances on the
+    host) per frame, after two warm-up frames: median, p90, p99, max in seconds."""
+    state = model.init_state()
+    times = []
+    for i, frame in enumerate(frames):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        state, _ = model.step(state, frame, 0.1 * i)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    arr = np.asarray(times)
+    return {"median_s": float(np.median(arr)), "p90_s": float(np.percentile(arr, 90)),
+            "p99_s": float(np.percentile(arr, 99)), "max_s": float(arr.max()),
+            "frames": len(times), "live_tracks_end": state.num_live()}
+
+
+def build(name: str, device: str, min_size: int = 0) -> SPVIS:
+    """The preset with seeded random weights (timing does not depend on them), at least 64
+    track slots, in eval mode on `device`."""
     torch.manual_seed(0)  # random weights; seeded so runs compare (see docs/benchmarks.md)
     cfg = preset(name)
     if min_size:
         cfg.input.min_size, cfg.input.max_size = min_size, 1333
     cfg.tracker.max_tracks = max(cfg.tracker.max_tracks, 64)
-    model = SPVIS(cfg, pretrained_backbone=False).to(device).eval()
-    if precision != "float32":
-        model.set_precision(precision)
+    return SPVIS(cfg, pretrained_backbone=False).to(device).eval()
+
+
+@torch.inference_mode()
+def bench_stages(model: SPVIS, device: str, repeats: int) -> dict:
+    """Per-stage segmenter times, preprocess, and the tracker with 8 and 64 live tracks, at the
+    model's current precision, on one H×W frame."""
     time_it = timer(device, repeats)
     frame = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     images, geom = model.preprocess(frame)
     seg = model.segmenter
-    out: dict = {"preset": name, "device": device, "precision": precision,
-                 "input": list(geom.padded)}
+    out: dict = {"input": list(geom.padded)}
 
     with model._autocast():
         feats_bb = seg.backbone(images)
@@ -116,7 +163,7 @@ def bench_preset(name: str, device: str, repeats: int, precision: str,
 
     feats = model.frame_features(model.segment(images), 0, geom)
     tracker = model.tracker
-    c = cfg.segmenter.hidden_dim
+    c = model.cfg.segmenter.hidden_dim
     for live in (8, 64):
         state = planted_state(model, live)
         idx = torch.arange(live, device=model.device)
@@ -140,55 +187,87 @@ def bench_preset(name: str, device: str, repeats: int, precision: str,
             "assoc_update_s": max(total - sim - referring - rcp, 0.0),
             "share_of_segmenter": total / out["segmenter_s"],
         }
+    return out
 
+
+@torch.inference_mode()
+def bench_step(model: SPVIS, device: str, frames: int, captures: tuple[str, ...]) -> dict:
+    """The whole `step` on a moving clip of H×W frames: eager, then with the segmenter
+    captured in each of `captures` (what runs is recorded: a stage that cannot be captured
+    runs eagerly with a CaptureFallbackWarning)."""
+    clip = moving_clip(frames + 2, H, W)
+    out = {"eager": time_steps(model, clip, device)}
+    for mode in captures:
+        model.capture(mode)
+        try:
+            out[mode] = time_steps(model, clip, device)
+            out[mode]["capture"] = model.segment_graphs.describe()
+        finally:
+            model.capture("eager")
+    return out
+
+
+@torch.inference_mode()
+def bench_state(model: SPVIS, name: str, device: str, stream_frames: int) -> dict:
+    """The TrackerState's bytes against max_tracks, and after a number of frames processed."""
     sizes = {}
     for m in (8, 16, 32, 64, 128):
         c2 = preset(name)
         c2.tracker.max_tracks = m
         # The state depends on the tracker config only: no need to build the segmenter again.
         sizes[m] = make_tracker(c2).init_state(torch.device(device)).nbytes()
-    out["state_bytes_by_max_tracks"] = sizes
     # State size against stream length (the state does not depend on the input size, so these
     # frames are processed small to keep the bench short).
+    saved = model.cfg.input.max_size, model.cfg.input.min_size
     model.cfg.input.max_size, model.cfg.input.min_size = 64, 0
-    state = model.init_state()
-    small = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    by_frames = {}
-    checkpoints = (1, 100, 1000) if name == "tiny" or device == "cuda" else (1, 10, 100)
-    for i in range(1, checkpoints[-1] + 1):
-        state, _ = model.step(state, small, i * 0.1)
-        if i in checkpoints:
-            by_frames[i] = state.nbytes()
-    out["state_bytes_by_frames"] = by_frames
-    return out
+    try:
+        state = model.init_state()
+        small = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        by_frames = {}
+        checkpoints = (1, 100, 1000) if name == "tiny" or device == "cuda" else (1, 10, 100)
+        if stream_frames:
+            checkpoints = tuple(sorted({1, max(1, stream_frames // 10), stream_frames}))
+        for i in range(1, checkpoints[-1] + 1):
+            state, _ = model.step(state, small, i * 0.1)
+            if i in checkpoints:
+                by_frames[i] = state.nbytes()
+    finally:
+        model.cfg.input.max_size, model.cfg.input.min_size = saved
+    return {"state_bytes_by_max_tracks": sizes, "state_bytes_by_frames": by_frames}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--presets", nargs="+", default=["tiny", "lite0", "r50"])
-    parser.add_argument("--precision", default="float32",
-                        choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--min-size", type=int, default=0,
-                        help="time with an imported model's resize rule: shorter side N, "
-                             "longer <= 1333 (default 0: spvis's 640 px rule)")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench/model.py: --device cuda asked for, but torch sees no CUDA device")
-    repeats = args.repeats or (5 if args.device == "cpu" else 30)
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
-             else f"CPU, {torch.get_num_threads()} threads")
-    print(f"SPVIS per-frame cost at {W}x{H} on {where}, torch {torch.__version__}, "
-          f"{args.precision}; median of {repeats}")
+def bench_preset(name: str, device: str, repeats: int, precisions: tuple[str, ...],
+                 min_size: int = 0, step_frames: int = 0, stream_frames: int = 0,
+                 captures: tuple[str, ...] = (), step_only: bool = False) -> list[dict]:
+    """One result per precision for the preset (the model is built once): stage times and
+    tracker share (unless `step_only`), the whole step (with `step_frames`), and the state
+    sizes (measured once, with the first precision)."""
+    model = build(name, device, min_size)
     results = []
-    for name in args.presets:
-        r = bench_preset(name, args.device, repeats, args.precision, args.min_size)
-        results.append(r)
+    state_sizes: dict | None = None
+    for precision in precisions:
+        model.set_precision(precision)
+        out: dict = {"preset": name, "device": device, "precision": precision,
+                     "frame": [H, W]}
+        if not step_only:
+            out.update(bench_stages(model, device, repeats))
+        if step_frames:
+            out["step"] = bench_step(model, device, step_frames, captures)
+        if not step_only:
+            if state_sizes is None:
+                state_sizes = bench_state(model, name, device, stream_frames)
+            out.update(state_sizes)
+        results.append(out)
+    model.set_precision("float32")
+    return results
+
+
+def report(r: dict) -> None:
+    """Print one result."""
+    print(f"\n[{r['preset']} {r['precision']}]", end="")
+    if "segmenter_s" in r:
         ms = {k: v * 1e3 for k, v in r.items() if k.endswith("_s")}
-        print(f"\n[{name}] input {r['input'][1]}x{r['input'][0]}: "
-              f"backbone {ms['backbone_s']:.1f} ms, "
+        print(f" input {r['input'][1]}x{r['input'][0]}: backbone {ms['backbone_s']:.1f} ms, "
               f"pixel decoder {ms['pixel_decoder_s']:.1f} ms, decoder {ms['decoder_s']:.1f} ms "
               f"-> segmenter {ms['segmenter_s']:.1f} ms (preprocess {ms['preprocess_s']:.1f} ms)")
         for live in (8, 64):
@@ -202,9 +281,65 @@ def main() -> None:
                           r["state_bytes_by_max_tracks"].items())
         frames = ", ".join(f"{f}: {b}" for f, b in r["state_bytes_by_frames"].items())
         print(f"  state bytes by max_tracks {{{sizes}}}; by frames processed {{{frames}}}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    else:
+        print()
+    for mode, st in r.get("step", {}).items():
+        print(f"  step ({mode}): median {st['median_s'] * 1e3:.2f} ms, p99 "
+              f"{st['p99_s'] * 1e3:.2f} ms ({1 / st['median_s']:.0f} fps) over "
+              f"{st['frames']} frames", flush=True)
+        if "capture" in st:
+            print("    " + st["capture"].replace("\n", "\n    "), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "lite0", "r50"])
+    parser.add_argument("--precision", nargs="+", default=["float32"],
+                        choices=["float32", "float16", "bfloat16"],
+                        help="one or more; each preset is built once and timed in each")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--min-size", type=int, default=0,
+                        help="time with an imported model's resize rule: shorter side N, "
+                             "longer <= 1333 (default 0: spvis's 640 px rule)")
+    parser.add_argument("--step-frames", type=int, default=0,
+                        help="also time the whole step on this many frames of --size "
+                             "(median, p90, p99, after 2 warm-up frames)")
+    parser.add_argument("--capture", nargs="*", default=[], choices=["graphs", "compile"],
+                        help="with --step-frames: also time the step with the segmenter "
+                             "captured so (spvis_model.graphs)")
+    parser.add_argument("--step-only", action="store_true",
+                        help="with --step-frames: only the whole step (no stage, tracker or "
+                             "state measurements)")
+    parser.add_argument("--stream-frames", type=int, default=0,
+                        help="frames for the state-size-against-stream-length check (default "
+                             "1000 on CUDA / for tiny, else 100)")
+    parser.add_argument("--size", default=None, help="frame WIDTHxHEIGHT (default 640x480)")
+    parser.add_argument("--json", default=None, help="also write the results here (rewritten "
+                        "after every preset, so a run stopped early keeps what it measured)")
+    args = parser.parse_args()
+    if args.size:
+        global W, H
+        W, H = (int(v) for v in args.size.split("x"))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench/model.py: --device cuda asked for, but torch sees no CUDA device")
+    if args.step_only and not args.step_frames:
+        sys.exit("bench/model.py: --step-only needs --step-frames N")
+    repeats = args.repeats or (5 if args.device == "cpu" else 30)
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"SPVIS per-frame cost at {W}x{H} on {where}, torch {torch.__version__}, "
+          f"{' '.join(args.precision)}; median of {repeats}", flush=True)
+    results: list[dict] = []
+    for name in args.presets:
+        for r in bench_preset(name, args.device, repeats, tuple(args.precision), args.min_size,
+                              args.step_frames, args.stream_frames, tuple(args.capture),
+                              args.step_only):
+            results.append(r)
+            report(r)
+        if args.json:  # after every preset: a later one may run out of time
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

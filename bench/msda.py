@@ -28,6 +28,7 @@ import torch
 from spvis_model.ops import ms_deform_attn, ms_deform_attn_reference
 
 LEVELS = ((60, 80), (30, 40), (15, 20))  # (H_l, W_l) at strides 8/16/32 of 480x640
+FULL_LEVELS = LEVELS
 HEADS, CHANNELS, POINTS = 8, 32, 4
 IMPLS: dict[str, Callable[..., torch.Tensor]] = {
     "ours": ms_deform_attn,
@@ -38,7 +39,7 @@ IMPLS: dict[str, Callable[..., torch.Tensor]] = {
 def make_inputs(batch: int, device: str, dtype: torch.dtype, grad: bool) -> tuple:
     """Random inputs at the pixel-decoder shapes; locations in float32 for half types."""
     gen = torch.Generator().manual_seed(0)
-    shapes = torch.tensor(LEVELS, dtype=torch.int64)
+    shapes = torch.tensor(LEVELS, dtype=torch.int64)  # LEVELS: --tiny makes them small
     areas = shapes[:, 0] * shapes[:, 1]
     starts = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
     s = int(areas.sum())
@@ -95,7 +96,7 @@ def peak_bytes(impl: str, batch: int, device: str, dtype: torch.dtype, backward:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
     cmd = [sys.executable, __file__, "--memory-worker", impl, str(batch), str(dtype).split(".")[-1],
-           str(int(backward))]
+           str(int(backward))] + (["--tiny"] if LEVELS != FULL_LEVELS else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return int(out.strip().splitlines()[-1])
 
@@ -127,8 +128,13 @@ def main() -> None:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--tiny", action="store_true",
+                        help="small levels (6x8, 3x4, 2x2), for a dry run of the script")
     parser.add_argument("--memory-worker", nargs=4, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tiny:
+        global LEVELS
+        LEVELS = ((6, 8), (3, 4), (2, 2))
     if args.memory_worker:
         impl, batch, dtype_name, backward = args.memory_worker
         memory_worker(impl, int(batch), dtype_name, backward == "1")
@@ -140,8 +146,9 @@ def main() -> None:
     repeats = args.repeats or (5 if args.device == "cpu" else 50)
     where = (torch.cuda.get_device_name() if args.device == "cuda"
              else f"CPU, {torch.get_num_threads()} threads")
+    s_total = sum(h * w for h, w in LEVELS)
     print(f"MSDeformAttn on {where}, torch {torch.__version__}; levels {LEVELS}, "
-          f"H={HEADS} D={CHANNELS} P={POINTS}, Q=S=6300; median of {repeats}")
+          f"H={HEADS} D={CHANNELS} P={POINTS}, Q=S={s_total}; median of {repeats}")
     header = (f"{'B':>2} {'dtype':>8} {'pass':>8} | {'ours ms':>8} {'ref ms':>8} {'speed-up':>8} | "
               f"{'ours MiB':>8} {'ref MiB':>8} {'mem ratio':>9}")
     print(header)

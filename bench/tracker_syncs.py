@@ -10,6 +10,7 @@ On CUDA, ``--cuda-debug`` also counts what ``torch.cuda.set_sync_debug_mode("war
 for one `step` (the real syncs).
 
     python bench/tracker_syncs.py                       # CPU count, tiny, 12 frames
+    python bench/tracker_syncs.py --checkpoint spvis_model/weights/spvis_lite0.pt --reference
     python bench/tracker_syncs.py --device cuda --cuda-debug --json out.json
 """
 
@@ -54,12 +55,22 @@ def load(args: argparse.Namespace) -> SPVIS:
 
 
 @torch.inference_mode()
-def count_frames(model: SPVIS, frames: list[np.ndarray]) -> dict:
+def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False) -> dict:
     """Per-frame counts of the segmenter, the tracker and the whole step (steps replayed on the
-    same states so that the three see the same frames)."""
+    same states so that the three see the same frames). With `reference`, also the tracker step
+    plus post-processing of the current path (``track_post``) and of the path before the
+    host-sync work (``reference_track_post``, spvis_model.tracker.reference), each on its own
+    state."""
+    from spvis_model.tracker.reference import reference_postprocess, reference_step
+
     state = model.init_state()
-    per: dict[str, list[int]] = {"segment": [], "track": [], "step": []}
+    keys = ["segment", "track", "step"]
+    if reference:
+        keys += ["track_post", "reference_track_post"]
+    per: dict[str, list[int]] = {k: [] for k in keys}
     sites: dict[str, SyncCount] = {k: SyncCount() for k in per}
+    new, ref = model.init_state(), model.init_state()
+    heads = model.segmenter.decoder
     for i, frame in enumerate(frames):
         stamp = 0.2 * i
         images, geom = model.preprocess(frame)
@@ -70,7 +81,16 @@ def count_frames(model: SPVIS, frames: list[np.ndarray]) -> dict:
             model.track(state, feats, stamp)
         with count_syncs() as c_step:
             state, _ = model.step(state, frame, stamp)
-        for key, c in (("segment", c_seg), ("track", c_track), ("step", c_step)):
+        counts = [("segment", c_seg), ("track", c_track), ("step", c_step)]
+        if reference:
+            with count_syncs() as c_new:
+                new, result = model.tracker.step(new, feats, stamp, heads)
+                model.postprocess(result, geom)
+            with count_syncs() as c_ref:
+                ref, result = reference_step(model.tracker, ref, feats, stamp, heads)
+                reference_postprocess(model, result, geom)
+            counts += [("track_post", c_new), ("reference_track_post", c_ref)]
+        for key, c in counts:
             per[key].append(c.total)
             sites[key].by_site.update(c.by_site)
             sites[key].by_kind.update(c.by_kind)
@@ -108,6 +128,9 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--cuda-debug", action="store_true")
+    parser.add_argument("--reference", action="store_true",
+                        help="also count the tracker + post-processing before the host-sync "
+                             "work (spvis_model.tracker.reference) against the current one")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -115,8 +138,8 @@ def main() -> None:
     model = load(args)
     frames = clip(args.frames)
     result = {"device": args.device, "preset": model.cfg.name, "frames": args.frames,
-              "counts": count_frames(model, frames)}
-    for key in ("segment", "track", "step"):
+              "counts": count_frames(model, frames, args.reference)}
+    for key in result["counts"]:
         c = result["counts"][key]
         print(f"{key:>8}: host round trips per frame median {c['median']} (min {c['min']}, "
               f"max {c['max']})")
