@@ -237,7 +237,7 @@ part_syncs() {
   local frames=20 dev=cuda extra=(--cuda-debug)
   if [ "$DRY" = 1 ]; then frames=3; dev=cpu; extra=(); fi
   "$PY" bench/tracker_syncs.py --device "$dev" --checkpoint spvis_model/weights/spvis_lite0.pt \
-    --frames "$frames" "${extra[@]}" --json "$RAW/syncs.json"
+    --frames "$frames" --reference "${extra[@]}" --json "$RAW/syncs.json"
 }
 
 part_train() {

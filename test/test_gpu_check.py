@@ -83,6 +83,8 @@ def test_dry_run_runs_every_part(tmp_path):
     syncs = res["syncs"]["syncs.json"]
     assert syncs["frames"] == 3 and syncs["counts"]["step"]["median"] >= 1
     assert any("association inputs" in site for site in syncs["counts"]["track"]["by_site"])
+    counts = syncs["counts"]  # the path before the host-sync work reads the device far more
+    assert counts["reference_track_post"]["median"] > 2 * counts["track_post"]["median"]
 
     for stage in (1, 2):
         r = res["train"][f"stage{stage}.json"]
