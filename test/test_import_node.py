@@ -15,8 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "ros_helpers"))
 from node_harness import Driver, NodeProcess, rgb_image, unique_domain
 
-from spvis_model.importers import load_class_list
 from spvis_model.cli import main as spvis_main
+from spvis_model.importers import load_class_list
 from spvis_model.model import SPVIS
 
 pytestmark = pytest.mark.ros
