@@ -148,23 +148,23 @@ def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache):
         assert 0.0 <= metrics["HOTA"] <= 1.0
     # The variants really differ: MinVIS keeps one track per query, PGT only what it finds.
     variants = [make_variant(trained_tiny, n, ABLATION[n])
-                for n in ("MinVIS", "+ RCP (full PGT)")]
+                for n in ("MinVIS", "PGT as shipped (config defaults)")]
     assert variants[0].tracker.cfg.max_tracks >= trained_tiny.cfg.segmenter.num_queries
     results = variant_results(trained_tiny, tiny_cache, tiny_videos, variants, progress=False)
-    assert results["MinVIS"] != results["+ RCP (full PGT)"]
+    assert results["MinVIS"] != results["PGT as shipped (config defaults)"]
     counts = published_per_frame(trained_tiny, tiny_cache, variants, 0.0, progress=False)
-    pgt = counts["+ RCP (full PGT)"]
+    pgt = counts["PGT as shipped (config defaults)"]
     assert sorted(pgt) == sorted(tiny_cache.video_ids) and all(len(c) == 6 for c in pgt.values())
     # Both objects of these easy clips are found on most frames.
     assert sum(map(sum, pgt.values())) >= 12
     none = published_per_frame(trained_tiny, tiny_cache, variants[1:], 1.01, progress=False)
-    assert sum(map(sum, none["+ RCP (full PGT)"].values())) == 0
+    assert sum(map(sum, none["PGT as shipped (config defaults)"].values())) == 0
     # The harness gives what the model's own online run gives for the full tracker.
     from spvis_model.eval.runner import run_model_on_dataset
 
     tmp = tiny_cache.root.parent / "direct.pt"
     trained_tiny.save(tmp)
     direct = run_model_on_dataset(tmp, tiny_videos, progress=False)
-    assert [r["video_id"] for r in direct] == [r["video_id"] for r in results["+ RCP (full PGT)"]]
-    assert np.allclose([r["score"] for r in direct],
-                       [r["score"] for r in results["+ RCP (full PGT)"]], atol=1e-3)
+    shipped = results["PGT as shipped (config defaults)"]
+    assert [r["video_id"] for r in direct] == [r["video_id"] for r in shipped]
+    assert np.allclose([r["score"] for r in direct], [r["score"] for r in shipped], atol=1e-3)
