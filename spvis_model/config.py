@@ -115,8 +115,10 @@ class TrackerConfig:
     (spvis_model.tracker.settings): how long a lost track stays re-identifiable, and how long
     a track seen once waits for a second sighting. The `use_*` switches turn stages off for
     ablations (memory re-identification, SIM, referring decoder, error correction, RCP).
-    Error correction is off by default: on the validation sets it cost 0.010 AP and 13 more ID
-    switches at 2-5 fps and changed nothing at 1-2 fps (docs/model.md, ablation table).
+    `publish_min_hits` > 1 publishes a track only from its n-th matched frame on (PGT only;
+    the track exists, and is matched, from its first). Error correction is off by default:
+    on the validation sets it cost 0.010 AP and 13 more ID switches at 2-5 fps and changed
+    nothing at 1-2 fps (docs/model.md, ablation table).
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
@@ -143,6 +145,7 @@ class TrackerConfig:
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
     coast_seconds: float = 0.0
+    publish_min_hits: int = 1
     score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
     lost_by_position: bool = False
@@ -235,6 +238,9 @@ class ModelConfig:
         _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
                and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
                "a finite number of seconds >= 0 (0: off)")
+        _check(isinstance(tr.publish_min_hits, int) and not isinstance(tr.publish_min_hits, bool)
+               and tr.publish_min_hits >= 1, "tracker.publish_min_hits", tr.publish_min_hits,
+               "an int >= 1 (1: a track is published from its first frame)")
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")

@@ -174,3 +174,24 @@ def test_state_round_trip_and_validation(tmp_path):
     del bad["ids"]
     with pytest.raises(ValueError, match=r"missing field\(s\) \['ids'\]"):
         TrackerState.from_dict(bad)
+
+
+@pytest.mark.parametrize("min_hits", [1, 2, 3])
+def test_publish_min_hits_holds_a_new_track_back_until_its_nth_match(min_hits):
+    # Object 1 is in view throughout; object 2 appears for one frame only (a flicker), on
+    # frame 3. With publish_min_hits n, object 1 is published from frame n-1 on with one id
+    # from its first frame; the one-frame flicker is published only when n is 1.
+    tracker, heads = make_tracker(publish_min_hits=min_hits)
+    a, b = region(2, 2), region(10, 10)
+    frames = [{1: a}] * 3 + [{1: a, 2: b}] + [{1: a}] * 2
+    _, out = run(tracker, heads, frames)
+    assert [0 in o for o in out] == [t >= min_hits - 1 for t in range(6)]
+    assert len({o[0] for o in out if 0 in o}) == 1
+    assert (1 in out[3]) == (min_hits == 1)
+
+
+def test_publish_min_hits_is_validated():
+    cfg = preset("tiny")
+    cfg.tracker.publish_min_hits = 0
+    with pytest.raises(ValueError, match="tracker.publish_min_hits"):
+        cfg.validate()

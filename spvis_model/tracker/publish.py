@@ -1,6 +1,7 @@
 """Which live tracks are published on a frame (`TrackStep.visible`).
 
-A track is published when it matched a detection this frame. Two optional policies change
+A track is published when it matched a detection this frame (and, with `publish_min_hits`
+n > 1, from its n-th matched frame on: applied in `Tracker.step`). Two optional policies change
 that, both off by default and measured in the ablation harness (docs/model.md):
 
 - coasting: a confirmed track whose detection was missed is still published for a short while

@@ -170,6 +170,10 @@ class Tracker(nn.Module):
             visible = to_device({"v": visible_h}, dev)["v"]
         else:
             visible_h, visible = matched_h, live.matched
+        if cfg.publish_min_hits > 1:
+            hits_h = plan.after.hits[plan.live_slots] + matched_h.long()
+            visible_h = visible_h & (hits_h >= cfg.publish_min_hits)
+            visible = to_device({"v": visible_h}, dev)["v"]
         host = TrackHost(slots=plan.live_slots, ids=plan.after.ids[plan.live_slots],
                          det_index=det_h, visible=visible_h,
                          first_seen=plan.after.first_seen[plan.live_slots])
