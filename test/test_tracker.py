@@ -193,5 +193,5 @@ def test_publish_min_hits_holds_a_new_track_back_until_its_nth_match(min_hits):
 def test_publish_min_hits_is_validated():
     cfg = preset("tiny")
     cfg.tracker.publish_min_hits = 0
-    with pytest.raises(ValueError, match="tracker.publish_min_hits"):
+    with pytest.raises(ValueError, match=r"tracker\.publish_min_hits"):
         cfg.validate()
