@@ -299,12 +299,14 @@ class SegmenterGraphs:
                       f"{self.rtol:g}")
             self._fallback(stage, shape, reason)
             return StageStatus(stage, "eager", reason, diff), eager
-        LOG.info("segmenter %s for input %s: %s (max relative difference to eager %.2g)",
-                 stage, shape, label, diff)
+        LOG.info("%s for input %s: %s (max relative difference to eager %.2g)",
+                 "the segmenter" if stage == "segmenter" else f"segmenter stage {stage}",
+                 shape, label, diff)
         return StageStatus(stage, label, "", diff), built
 
     def _fallback(self, stage: str, shape: tuple, reason: str) -> None:
-        text = f"segmenter {stage} for input {shape} runs eagerly: {reason}"
+        what = "the segmenter" if stage == "segmenter" else f"segmenter stage {stage}"
+        text = f"{what} for input {shape} runs eagerly: {reason}"
         LOG.warning(text)
         warnings.warn(text, CaptureFallbackWarning, stacklevel=4)
 

@@ -4,9 +4,10 @@ the reference that `Tracker.step` and `SPVIS.postprocess` must reproduce exactly
 `Tracker.step` now makes its decisions on host copies, with one packed copy per decision point
 (`spvis_model.tracker.host`). This module keeps the earlier code path, which reads device
 values wherever it needs them (tens of syncs per frame on CUDA), unchanged, so that the two can
-be compared field by field on recorded segmenter outputs (test/test_tracker_equivalence.py and
-the CUDA check in bench/gpu_check.py). Like `ms_deform_attn_reference` for the op: slow, simple,
-the definition of the right answer. Nothing else calls it.
+be compared field by field on recorded segmenter outputs (test/test_tracker_equivalence.py), and
+its host round trips counted against the new path's (bench/tracker_syncs.py --reference, also
+in scripts/gpu_check.sh). Like `ms_deform_attn_reference` for the op: slow, simple, the
+definition of the right answer. Nothing else calls it.
 """
 
 from __future__ import annotations
