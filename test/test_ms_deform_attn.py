@@ -189,3 +189,32 @@ def test_module_initialisation_and_arguments():
     spatial, starts, s = level_index(((4, 4), (2, 2), (1, 1)))
     with pytest.raises(ValueError, match="spatial_shapes has 3 levels"):
         attn(torch.randn(1, 2, 32), torch.rand(1, 2, 3, 2), torch.randn(1, s, 32), spatial, starts)
+
+
+def test_level_layout_is_checked_without_device_reads():
+    """A layout from `level_layout` (host values, cached per size) passes the op's checks with
+    no read of the shape tensors; a value with the wrong number of rows is still refused, and
+    hand-made shape tensors are still read and checked."""
+    from spvis_model.ops.layout import level_layout
+    from spvis_model.syncs import count_syncs
+
+    shapes = [(6, 8), (3, 4)]
+    spatial, start = level_layout(shapes, "cpu")
+    assert level_layout(shapes, "cpu")[0] is spatial  # cached
+    assert spatial.tolist() == [[6, 8], [3, 4]] and start.tolist() == [0, 48]
+    gen = torch.Generator().manual_seed(0)
+    value = torch.randn(1, 60, 2, 4, generator=gen)
+    loc = torch.rand(1, 5, 2, 2, 3, 2, generator=gen)
+    weights = torch.rand(1, 5, 2, 2, 3, generator=gen)
+    with count_syncs() as count:
+        out = ms_deform_attn(value, spatial, start, loc, weights)
+    assert count.total == 0, count.summary()
+    ref = ms_deform_attn_reference(value, spatial, start, loc, weights)
+    assert torch.allclose(out, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="S = 59 rows"):
+        ms_deform_attn(value[:, :59], spatial, start, loc, weights)
+    with count_syncs() as count:
+        ms_deform_attn(value, spatial.clone(), start.clone(), loc, weights)
+    assert count.total >= 2  # hand-made tensors: read and checked as before
+    with pytest.raises(ValueError, match="non-negative"):
+        level_layout([(2, -1)], "cpu")

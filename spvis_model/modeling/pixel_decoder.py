@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from spvis_model.modeling.position_encoding import PositionEmbeddingSine
 from spvis_model.ops import MSDeformAttn
+from spvis_model.ops.layout import level_layout
 
 #: Backbone feature names the decoder reads, finest first (strides 4, 8, 16, 32).
 FEATURE_NAMES: tuple[str, ...] = ("res2", "res3", "res4", "res5")
@@ -281,9 +282,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
             pos.append(self.pe_layer(x))
         bsz = srcs[0].shape[0]
         shapes = [(int(s.shape[-2]), int(s.shape[-1])) for s in srcs]
-        spatial_shapes = torch.tensor(shapes, dtype=torch.int64, device=srcs[0].device)
-        sizes = spatial_shapes.prod(1)
-        level_start_index = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
+        # Made from host values once per input size (no per-frame upload, no device reads
+        # when the op checks them): spvis_model.ops.layout.
+        spatial_shapes, level_start_index = level_layout(shapes, srcs[0].device)
 
         level_embed = self.transformer.level_embed
         src_flat = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)

@@ -6,6 +6,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from spvis_model.ops import _ext
+from spvis_model.ops.layout import known_layout
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -80,6 +81,12 @@ def validate_ms_deform_attn_args(
                              f"{sampling_locations.dtype} must equal value's dtype {value.dtype} "
                              "(or be float32 when value is float16/bfloat16)")
 
+    known = known_layout(spatial_shapes, level_start_index)
+    if known is not None:  # built from host values by level_layout: no device read
+        if known[0] != s:
+            raise ValueError(f"value has S = {s} rows (shape {_shape(value)}) but spatial_shapes "
+                             f"{list(known[1])} sum to {known[0]}")
+        return
     shapes = spatial_shapes.tolist()
     starts = level_start_index.tolist()
     total = 0
