@@ -115,7 +115,10 @@ class TrackerConfig:
     (spvis_model.tracker.settings): how long a lost track stays re-identifiable, and how long
     a track seen once waits for a second sighting. The `use_*` switches turn stages off for
     ablations (memory re-identification, SIM, referring decoder, error correction, RCP).
-    `publish_min_hits` > 1 publishes a track only from its n-th matched frame on (PGT only;
+    `memory_from` says what a matched track's reference embedding and memory snapshots are
+    written from: its output query ("query") or the matched detection's embedding
+    ("detection", in the segmenter's space whatever stage 2 learns). `publish_min_hits` > 1
+    publishes a track only from its n-th matched frame on (PGT only;
     the track exists, and is matched, from its first). Error correction is off by default:
     on the validation sets it cost 0.010 AP and 13 more ID switches at 2-5 fps and changed
     nothing at 1-2 fps (docs/model.md, ablation table).
@@ -146,6 +149,7 @@ class TrackerConfig:
     output_score: float = 0.3
     coast_seconds: float = 0.0
     publish_min_hits: int = 1
+    memory_from: str = "query"
     score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
     lost_by_position: bool = False
@@ -238,6 +242,9 @@ class ModelConfig:
         _check(_is_number(tr.coast_seconds) and math.isfinite(tr.coast_seconds)
                and tr.coast_seconds >= 0, "tracker.coast_seconds", tr.coast_seconds,
                "a finite number of seconds >= 0 (0: off)")
+        _check(tr.memory_from in ("query", "detection"), "tracker.memory_from", tr.memory_from,
+               "'query' (the track's output query) or 'detection' (the matched detection's "
+               "embedding)")
         _check(isinstance(tr.publish_min_hits, int) and not isinstance(tr.publish_min_hits, bool)
                and tr.publish_min_hits >= 1, "tracker.publish_min_hits", tr.publish_min_hits,
                "an int >= 1 (1: a track is published from its first frame)")

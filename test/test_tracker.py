@@ -195,3 +195,35 @@ def test_publish_min_hits_is_validated():
     cfg.tracker.publish_min_hits = 0
     with pytest.raises(ValueError, match=r"tracker\.publish_min_hits"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("memory_from", ["query", "detection"])
+def test_memory_from_chooses_what_the_reference_is_written_from(memory_from):
+    # Object 1 (query 0) on two frames. The track's reference embedding after the second frame
+    # is the matched detection's unit embedding with memory_from "detection"; with "query" it
+    # is the track's output query, which the trained parts (here random RCP weights) move away.
+    import torch.nn.functional as F
+
+    tracker, heads = make_tracker(memory_from=memory_from)
+    with torch.no_grad():
+        for p in tracker.rcp.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+        state = tracker.init_state()
+        a = region(2, 2)
+        for t in range(2):
+            feats = scene({1: a}, seed=t)
+            state, result = tracker.step(state, feats, 0.5 * t, heads)
+    slot = int(result.slots[result.visible][0])
+    det = F.normalize(scene({1: a}, seed=1).query_embed[0], dim=-1)
+    cos = float(state.ref[slot] @ det)
+    if memory_from == "detection":
+        assert cos == pytest.approx(1.0, abs=1e-5)
+    else:
+        assert cos < 0.999
+
+
+def test_memory_from_is_validated():
+    cfg = preset("tiny")
+    cfg.tracker.memory_from = "refined"
+    with pytest.raises(ValueError, match=r"tracker\.memory_from"):
+        cfg.validate()

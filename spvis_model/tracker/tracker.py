@@ -292,14 +292,18 @@ class Tracker(nn.Module):
         frame_score = logits.softmax(-1)[:, :-1].max(-1).values
         write = matched & (out.visibility >= cfg.snapshot_min_visibility) & (
             frame_score >= cfg.snapshot_min_score)
+        # What association and re-identification compare with the next frame's detections:
+        # the track's own output query (default), or the matched detection's embedding, which
+        # stays in the segmenter's space whatever stage 2 does to the refined query.
+        memory = out.query if cfg.memory_from == "query" else live.take(dets.unit)
         snapshots, snap_time, snap_valid, snap_next = write_snapshots_where(
             state.snapshots, state.snap_time, state.snap_valid, state.snap_next, s, write,
-            out.query, stamp)
+            memory, stamp)
         stamp_t = torch.full_like(state.last_seen[s], stamp)
         return dataclasses.replace(
             state,
             query=state.query.index_put((s,), out.query),
-            ref=state.ref.index_put((s,), torch.where(col, F.normalize(out.query, dim=-1),
+            ref=state.ref.index_put((s,), torch.where(col, F.normalize(memory, dim=-1),
                                                       state.ref[s])),
             proto=prototype(snapshots, snap_valid),
             snapshots=snapshots, snap_time=snap_time, snap_valid=snap_valid,
