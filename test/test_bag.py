@@ -762,3 +762,20 @@ def test_replay_through_the_node_scores_like_the_model(trained_tiny, tmp_path, m
         for key, value in direct[group].items():
             assert metrics[group][key] == pytest.approx(value, abs=1e-9), (group, key)
     assert metrics["per_video"] == json.loads(json.dumps(direct["per_video"]))
+
+
+def test_pick_topic_names_the_candidates():
+    """Choosing a bag's image / InstanceArray topic: the given one if it is a candidate, else
+    the only candidate; otherwise an error that names what there is and how to choose."""
+    from spvis_ros.bag.base import BagError
+    from spvis_ros.bag.reader import pick_topic
+
+    two = {"/a/image_raw": "sensor_msgs/msg/Image", "/b/image_raw": "sensor_msgs/msg/Image"}
+    assert pick_topic("x.bag", two, "/b/image_raw", "image", "give the topic") == "/b/image_raw"
+    assert pick_topic("x.bag", {"/a": "t"}, None, "image", "give the topic") == "/a"
+    with pytest.raises(BagError, match=r"several image topics .*/a/image_raw.*give the topic"):
+        pick_topic("x.bag", two, None, "image", "give the topic")
+    with pytest.raises(BagError, match=r"no image topics"):
+        pick_topic("x.bag", {}, None, "image", "give the topic")
+    with pytest.raises(BagError, match=r"no image topic '/c'"):
+        pick_topic("x.bag", two, "/c", "image", "give the topic")

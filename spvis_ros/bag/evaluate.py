@@ -41,7 +41,13 @@ import numpy as np
 
 from spvis_ros.bag.base import INSTANCES_TYPE, BagError, deserialize, stamp_ns
 from spvis_ros.bag.make import bag_of_sidecar
-from spvis_ros.bag.reader import bag_topics, iter_messages, pick_image_topic, read_images
+from spvis_ros.bag.reader import (
+    bag_topics,
+    iter_messages,
+    pick_image_topic,
+    pick_topic,
+    read_images,
+)
 
 FLOAT_STAMP_TOLERANCE_NS = 10_000
 MAX_LISTED = 20
@@ -176,16 +182,9 @@ def load_sidecar(path: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def pick_instances_topic(path: str | Path, topic: str | None) -> str:
+    """`topic` if given (checked), else the bag's only InstanceArray topic."""
     topics = {t: m for t, m in bag_topics(path).items() if m == INSTANCES_TYPE}
-    if topic is not None:
-        if topic not in topics:
-            raise BagError(f"{path}: no {INSTANCES_TYPE} topic {topic!r} (has "
-                           f"{sorted(topics) or 'none'})")
-        return topic
-    if len(topics) != 1:
-        raise BagError(f"{path}: {'no' if not topics else 'several'} {INSTANCES_TYPE} topics "
-                       f"({sorted(topics)}); give --topic")
-    return next(iter(topics))
+    return pick_topic(path, topics, topic, INSTANCES_TYPE, "give --topic")
 
 
 def decode_instances(msg: Any) -> list[tuple[Any, np.ndarray]]:

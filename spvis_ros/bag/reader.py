@@ -53,7 +53,7 @@ from spvis_ros.bag.base import (
 from spvis_ros.transports import by_msgtype
 
 __all__ = ["BagInfo", "bag_info", "bag_topics", "decode_image", "image_topics",
-           "iter_messages", "pick_image_topic", "read_images", "topic_counts"]
+           "iter_messages", "pick_image_topic", "pick_topic", "read_images", "topic_counts"]
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -373,22 +373,27 @@ def image_topics(path: str | Path) -> dict[str, str]:
     return {t: m for t, m in bag_topics(path).items() if m in IMAGE_TYPES}
 
 
-def pick_image_topic(path: str | Path, topic: str | None) -> str:
-    """`topic` if given (checked), else the bag's only image topic.
+def pick_topic(path: str | Path, candidates: dict[str, str], topic: str | None, what: str,
+               hint: str) -> str:
+    """`topic` if it is one of `candidates` ({topic: type}), else the only candidate.
 
     Raises:
-        BagError: no such topic, no image topic, or several (name them, ask for one).
+        BagError: no such topic, no candidate, or several (named, with `hint` on how to choose).
     """
-    images = image_topics(path)
     if topic is not None:
-        if topic not in images:
-            raise BagError(f"{path}: no image topic {topic!r} (image topics: "
-                           f"{sorted(images) or 'none'})")
+        if topic not in candidates:
+            raise BagError(f"{path}: no {what} topic {topic!r} ({what} topics: "
+                           f"{sorted(candidates) or 'none'})")
         return topic
-    if len(images) != 1:
-        raise BagError(f"{path}: {'no' if not images else 'several'} image topics "
-                       f"({sorted(images)}); give the topic")
-    return next(iter(images))
+    if len(candidates) != 1:
+        raise BagError(f"{path}: {'no' if not candidates else 'several'} {what} topics "
+                       f"({sorted(candidates)}); {hint}")
+    return next(iter(candidates))
+
+
+def pick_image_topic(path: str | Path, topic: str | None) -> str:
+    """`topic` if given (checked), else the bag's only image topic (`pick_topic`)."""
+    return pick_topic(path, image_topics(path), topic, "image", "give the topic")
 
 
 def decode_image(msg: BagMessage, max_pixels: int | None = None) -> tuple[Any, np.ndarray]:
