@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_sets import ensure_cache, ensure_dataset, load_sets
 
-from spvis_model.ablation import ABLATION, METRICS, run_variants
+from spvis_model.ablation import (
+    ABLATION,
+    METRICS,
+    make_variant,
+    published_per_frame,
+    run_variants,
+)
 from spvis_model.model import SPVIS
 from spvis_model.weights import default_checkpoint
 
@@ -66,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra row NAME=key:value,... (TrackerConfig fields)")
     ap.add_argument("--no-table", action="store_true", help="only the --variant rows")
     ap.add_argument("--score-threshold", type=float, default=0.5)
+    ap.add_argument("--false-positives", default="",
+                    help="comma-separated object-free sets (e.g. real_heldout): instances "
+                         "published per frame by MinVIS and the model as configured, per clip")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -75,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_table.update(dict(args.variant))
     args.out.mkdir(parents=True, exist_ok=True)
     everything = {}
-    for name in args.sets.split(","):
+    for name in [n for n in args.sets.split(",") if n]:
         if name not in sets:
             print(f"unknown set {name!r}; known: {sorted(sets)}", file=sys.stderr)
             return 2
@@ -89,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.monotonic() - t0:.0f} s)\n")
         print(table(rows), flush=True)
         (args.out / f"{name}.md").write_text(table(rows) + "\n")
+    for name in [n for n in args.false_positives.split(",") if n]:
+        if name not in sets:
+            print(f"unknown set {name!r}; known: {sorted(sets)}", file=sys.stderr)
+            return 2
+        cache = ensure_cache(model, sets[name], args.data_root, args.cache_root)
+        variants = [make_variant(model, "MinVIS", ABLATION["MinVIS"]),
+                    make_variant(model, "PGT as configured", {})]
+        counts = published_per_frame(model, cache, variants, args.score_threshold)
+        print(f"\n### {name}: published instances per frame (score >= {args.score_threshold}; "
+              "object-free footage, every one is a false positive)\n")
+        print("| tracker | mean | worst clip | clips above 0.05 |\n|---|---:|---:|---:|")
+        for v, per in counts.items():
+            rates = [sum(c) / max(len(c), 1) for c in per.values()]
+            print(f"| {v} | {sum(rates) / len(rates):.3f} | {max(rates):.3f} | "
+                  f"{sum(r > 0.05 for r in rates)} of {len(rates)} |", flush=True)
+        everything[f"false_positives/{name}"] = {v: {str(k): c for k, c in per.items()}
+                                                 for v, per in counts.items()}
     (args.out / "ablation.json").write_text(json.dumps(everything, indent=1))
     return 0
 
