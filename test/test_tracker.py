@@ -227,3 +227,30 @@ def test_memory_from_is_validated():
     cfg.tracker.memory_from = "refined"
     with pytest.raises(ValueError, match=r"tracker\.memory_from"):
         cfg.validate()
+
+
+def test_unmatched_track_keeps_its_last_matched_query():
+    # With trained (here: random) referring decoder and RCP weights, a track's state query
+    # changes on every matched frame, and stays the query of its last matched frame while it
+    # is missing: its outputs are recomputed from that anchor, never fed back (fed back, the
+    # learned map iterated over a long absence moved the query away; docs/model.md, stage 2).
+    tracker, heads = make_tracker()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in (tracker.rcp, tracker.referring):
+            for p in module.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+        state = tracker.init_state()
+        a, b = region(2, 2), region(10, 10)
+        frames = [{1: a, 2: b}] * 3 + [{2: b}] * 4
+        queries = []
+        for t, objects in enumerate(frames):
+            state, _ = tracker.step(state, scene(objects, seed=t), 0.5 * t, heads)
+            queries.append(state.query.clone())
+    # Object 1's track is the first one born: slot of the smallest id.
+    live = state.status != FREE
+    slot = int(torch.nonzero(live).flatten()[state.ids[live].argmin()])
+    assert not torch.equal(queries[1][slot], queries[2][slot])  # matched: updated
+    for t in range(3, 7):  # missing: the anchor stays
+        assert torch.equal(queries[t][slot], queries[2][slot])
+    assert int(state.status[slot]) == LOST

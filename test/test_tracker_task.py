@@ -89,3 +89,34 @@ def test_random_scene_clip_without_objects_is_handled(trained_tiny):
                  track_ids=[torch.zeros(0, dtype=torch.int64)] * 3)
     total, _ = TrackerTask().loss(trained_tiny, [empty], torch.Generator().manual_seed(1))
     assert torch.isfinite(total)
+
+
+def test_freeze_keeps_named_modules_at_init(trained_tiny):
+    """task_options.freeze: the named tracker modules leave the optimiser (and get no
+    gradient); the others still train. Unknown names are refused, naming the option."""
+    import copy
+
+    import pytest
+
+    from spvis_model.config import ConfigError
+    from spvis_model.training.tasks import build_task
+
+    model = copy.deepcopy(trained_tiny)  # trainable_parameters changes requires_grad
+    task = TrackerTask(freeze=["rcp", "sim"])
+    params = {id(p) for p in task.trainable_parameters(model)}
+    frozen = [p for m in (model.tracker.rcp, model.tracker.sim) for p in m.parameters()]
+    assert frozen and not any(id(p) in params for p in frozen)
+    assert all(not p.requires_grad for p in frozen)
+    assert all(id(p) in params for p in model.tracker.referring.parameters())
+    model.train()
+    total, _ = task.loss(model, [crossing(seed=3)], torch.Generator().manual_seed(5))
+    total.backward()
+    assert all(p.grad is None for p in frozen)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.tracker.referring.parameters())
+    with pytest.raises(ValueError, match="freeze"):
+        TrackerTask(freeze=["rcpp"])
+    with pytest.raises(ValueError, match="freeze"):
+        TrackerTask(freeze="rcp")
+    with pytest.raises(ConfigError, match="task_options"):
+        build_task(2, {"freeze": ["backbone"]})

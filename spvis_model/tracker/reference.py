@@ -133,7 +133,7 @@ def _write(tracker: nn.Module, state: TrackerState, stamp: float, live: object, 
     stamp_t = torch.full_like(state.last_seen[s], stamp)
     return dataclasses.replace(
         state,
-        query=state.query.index_put((s,), out.query),
+        query=state.query.index_put((s,), torch.where(col, out.query, state.query[s])),
         ref=state.ref.index_put((s,), torch.where(col, F.normalize(out.query, dim=-1),
                                                   state.ref[s])),
         proto=prototype(snapshots, snap_valid),

@@ -3,8 +3,9 @@
 L layers of [cross-attention (query = SIM output + current estimate + position; keys = this
 frame's query embeddings E_t + their positions; values = E_t) -> self-attention among tracks ->
 FFN]. The estimate starts from the matched detection's embedding e_j, or, for a track with no
-match this frame, from a learned "missing" token added to its last query. All residual branches
-start switched off (LayerScale 0), so an untrained decoder returns its initial estimate.
+match this frame, from a learned "missing" token added to its query of the last matched frame.
+All residual branches start switched off (LayerScale 0), so an untrained decoder returns its
+initial estimate.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class TrackerState:
     """Per-stream tracker memory (M slots, C channels, K snapshots, R×R masks, K1 = classes + 1).
 
     Attributes:
-        query: (M, C) propagated track query (RCP output of the last frame it was updated).
+        query: (M, C) propagated track query (RCP output of the last frame it was matched).
         ref: (M, C) unit-norm reference embedding used for association.
         proto: (M, C) unit-norm memory prototype μ (similarity-weighted fusion of snapshots).
         snapshots: (M, K, C) high-quality past queries, FIFO.

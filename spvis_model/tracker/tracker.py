@@ -302,7 +302,10 @@ class Tracker(nn.Module):
         stamp_t = torch.full_like(state.last_seen[s], stamp)
         return dataclasses.replace(
             state,
-            query=state.query.index_put((s,), out.query),
+            # An unmatched track keeps the query of its last matched frame: its refined query
+            # is recomputed from that anchor each frame, never fed back (a trained referring
+            # decoder or RCP applied frame after frame drifts a lost track's query away).
+            query=state.query.index_put((s,), torch.where(col, out.query, state.query[s])),
             ref=state.ref.index_put((s,), torch.where(col, F.normalize(memory, dim=-1),
                                                       state.ref[s])),
             proto=prototype(snapshots, snap_valid),

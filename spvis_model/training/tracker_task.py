@@ -11,8 +11,11 @@ Supervision (the design's stage-2 losses):
 - Per frame, per track: class CE (its GT class, or "no object" for a false track), mask
   BCE + dice against its GT's visible mask when the GT is visible, and visibility BCE (1 when
   its GT is visible, else 0).
-- Contrastive re-ID: the track's query must pick out its GT's detection among all of the
-  frame's query embeddings (InfoNCE over cosine similarities).
+- Contrastive re-ID: the track's query from before the step (that of its last matched frame,
+  which association and re-identification compare with the new frame) must pick out its GT's
+  detection among all of the frame's query embeddings (InfoNCE over cosine similarities).
+  (Scored with the query after the step, as first built, the term was trivial: that query is
+  computed from the matched detection itself.)
 - Feature preservation: 1 - cos(RCP output, the frozen segmenter query of the same GT) on
   visible frames, so the propagated query stays a good segmenter query.
 
@@ -21,6 +24,10 @@ of one GT object for a few frames (its detection is removed from the segmenter o
 GT counts as invisible there), and noisy matching (with probability `noisy_match_prob`, the
 references of two live tracks are swapped before a step, so the association errs and the
 referring decoder and error correction must recover the right objects).
+
+`freeze` (task_options) leaves named tracker modules at their init weights: trained on the
+cached outputs of the validation-chosen segmenter, RCP made val AP worse while the referring
+decoder alone made it better (docs/model.md, stage 2), so the shipped recipe trains a subset.
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ if TYPE_CHECKING:
     from spvis_model.model import SPVIS
 
 
+# Tracker modules stage 2 can leave at their init weights (task_options.freeze), by the names
+# the design and the ablation use; the box encoding belongs to the referring decoder.
+FREEZABLE: dict[str, tuple[str, ...]] = {
+    "sim": ("sim",), "referring": ("referring", "box_pos"), "rcp": ("rcp",),
+    "class_delta": ("class_delta",), "visibility": ("visibility_head",)}
+
+
 @dataclass
 class TrackerLossWeights:
     cls: float = 2.0
@@ -58,7 +72,12 @@ class TrackerTask:
 
     def __init__(self, *, weights: TrackerLossWeights | None = None, drop_prob: float = 0.2,
                  disappear_prob: float = 0.3, noisy_match_prob: float = 0.5,
-                 reid_temperature: float = 0.1, matcher_points: int = 2048) -> None:
+                 reid_temperature: float = 0.1, matcher_points: int = 2048,
+                 freeze: list[str] | tuple[str, ...] = ()) -> None:
+        bad = [m for m in freeze if m not in FREEZABLE]
+        if bad or isinstance(freeze, str):
+            raise ValueError(f"TrackerTask: freeze = {freeze!r}: a list of tracker modules "
+                             f"from {list(FREEZABLE)}")
         for name, p in (("drop_prob", drop_prob), ("disappear_prob", disappear_prob),
                         ("noisy_match_prob", noisy_match_prob)):
             if not 0.0 <= p <= 1.0:
@@ -69,15 +88,20 @@ class TrackerTask:
         self.noisy_match_prob = noisy_match_prob
         self.temperature = reid_temperature
         self.matcher = HungarianMatcher(num_points=matcher_points)
+        self.freeze = tuple(freeze)
         self._digest: tuple[SPVIS, str] | None = None
 
     def trainable_parameters(self, model: SPVIS) -> list[nn.Parameter]:
         """The tracker's parameters. Freezes the segmenter (requires_grad off), including the
-        class and mask heads the tracker reuses: stage 2 must not move the segmenter."""
+        class and mask heads the tracker reuses: stage 2 must not move the segmenter; and the
+        tracker modules named in `freeze` (they keep their init weights)."""
         if model.cfg.tracker.association != "pgt":
             raise ValueError("TrackerTask trains the PGT tracker; config tracker.association = "
                              f"{model.cfg.tracker.association!r} has nothing to train")
         model.segmenter.requires_grad_(False)
+        for name in self.freeze:
+            for module in FREEZABLE[name]:
+                getattr(model.tracker, module).requires_grad_(False)
         return [p for p in model.tracker.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------------------------------
@@ -164,15 +188,17 @@ class TrackerTask:
                 feats = _remove_detections(feats, gone)
             if steps > 0 and float(torch.rand((), generator=gen)) < self.noisy_match_prob:
                 state = _swap_two_refs(state, gen)
+            before = state.query  # each slot's query of its last matched frame (with gradient)
             state, res = model.track(state, feats, stamps[t])
             steps += 1
             if res.slots.numel() == 0:
                 continue
+            old = [tid in track_gt for tid in res.ids.tolist()]
             for tid, det in zip(res.ids.tolist(), res.det_index.tolist(), strict=True):
                 if tid not in track_gt:  # born this frame: takes its detection's GT for good
                     track_gt[tid] = det2gt[t].get(det) if det >= 0 else None
             frame_terms = self._frame_terms(res, targets[t], t, feats, det2gt[t], track_gt,
-                                            hidden)
+                                            hidden, before[res.slots], old)
             for k, v in frame_terms.items():
                 terms[k] = terms.get(k, 0) + v
         return terms, steps
@@ -204,7 +230,15 @@ class TrackerTask:
 
     def _frame_terms(self, res: Any, target: FrameTargets, t: int, feats: Any,
                      det2gt: dict[int, int], track_gt: dict[int, int | None],
-                     hidden: set[tuple[int, int]]) -> dict[str, torch.Tensor]:
+                     hidden: set[tuple[int, int]], before: torch.Tensor,
+                     old: list[bool]) -> dict[str, torch.Tensor]:
+        """One frame's loss terms for the live tracks (V).
+
+        Args:
+            before: (V, C) each track's query before this step (its last matched frame's), the
+                query association and re-identification compare with this frame's detections.
+            old: (V,) the track existed before this frame (a newborn has no query before).
+        """
         dev = res.class_logits.device
         num_classes = res.class_logits.shape[1] - 1
         gt_ids = target.ids.tolist()
@@ -214,8 +248,10 @@ class TrackerTask:
         vis_target: list[float] = []
         mask_rows: list[int] = []
         mask_tracks: list[int] = []
-        reid_rows: list[int] = []
+        reid_rows: list[int] = []  # tracks older than this frame whose GT detection is here
         reid_dets: list[int] = []
+        keep_rows: list[int] = []  # tracks whose GT detection is here: feature preservation
+        keep_dets: list[int] = []
         for v, tid in enumerate(res.ids.tolist()):
             g = track_gt.get(tid)
             row = gt_row.get(g) if g is not None else None
@@ -228,8 +264,11 @@ class TrackerTask:
             mask_rows.append(row)
             mask_tracks.append(v)
             if g in gt_det:
-                reid_rows.append(v)
-                reid_dets.append(gt_det[g])
+                keep_rows.append(v)
+                keep_dets.append(gt_det[g])
+                if old[v]:
+                    reid_rows.append(v)
+                    reid_dets.append(gt_det[g])
         out: dict[str, torch.Tensor] = {}
         cls_t = torch.tensor(targets_cls, device=dev)
         empty_weight = torch.ones(num_classes + 1, device=dev)
@@ -247,12 +286,16 @@ class TrackerTask:
             gt_flat = gt.flatten(1)
             out["dice"] = (1 - (2 * (prob * gt_flat).sum(1) + 1)
                            / (prob.sum(1) + gt_flat.sum(1) + 1)).mean()
+        e = F.normalize(feats.query_embed, dim=-1)
         if reid_rows:
-            q = F.normalize(res.query[reid_rows], dim=-1)
-            e = F.normalize(feats.query_embed, dim=-1)
-            logits = q @ e.T / self.temperature
+            # Association's own question: does the track's query from its last matched frame
+            # pick out its object's detection among all of this frame's?
+            q = F.normalize(before[reid_rows], dim=-1)
             det_t = torch.tensor(reid_dets, device=dev)
-            out["reid"] = F.cross_entropy(logits, det_t)
+            out["reid"] = F.cross_entropy(q @ e.T / self.temperature, det_t)
+        if keep_rows:
+            q = F.normalize(res.query[keep_rows], dim=-1)
+            det_t = torch.tensor(keep_dets, device=dev)
             out["preserve"] = (1 - (q * e[det_t].detach()).sum(-1)).mean()
         return out
 
