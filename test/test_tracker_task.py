@@ -120,3 +120,36 @@ def test_freeze_keeps_named_modules_at_init(trained_tiny):
         TrackerTask(freeze="rcp")
     with pytest.raises(ConfigError, match="task_options"):
         build_task(2, {"freeze": ["backbone"]})
+
+
+def test_reid_term_scores_the_query_from_before_the_step():
+    # Two tracks, old enough to have a query before this frame, each matched to its GT's
+    # detection. The re-ID term asks the query from before the step (what association
+    # compares) to pick out the detection: low when those queries point at the right
+    # detections, high when they are swapped, whatever the query after the step is (that one
+    # is computed from the matched detection, so scoring it was trivially satisfied). A track
+    # born this frame has no query before: no re-ID term.
+    from types import SimpleNamespace
+
+    from spvis_model.training.tracker_task import FrameTargets
+
+    gen = torch.Generator().manual_seed(0)
+    embed = torch.randn(4, 16, generator=gen)
+    feats = SimpleNamespace(query_embed=embed)
+    res = SimpleNamespace(ids=torch.tensor([1, 2]), class_logits=torch.zeros(2, 3),
+                          visibility=torch.full((2,), 0.5), mask_logits=torch.zeros(2, 4, 4),
+                          query=embed[[0, 1]].clone())
+    target = FrameTargets(labels=torch.tensor([0, 1]), ids=torch.tensor([10, 20]),
+                          masks=torch.ones(2, 4, 4))
+    task = TrackerTask()
+
+    def terms(before, old):
+        return task._frame_terms(res, target, 0, feats, {0: 10, 1: 20}, {1: 10, 2: 20},
+                                 set(), before, old)
+
+    right = terms(10 * embed[[0, 1]], [True, True])
+    swapped = terms(10 * embed[[1, 0]], [True, True])
+    assert float(right["reid"]) < 0.1 < 1.0 < float(swapped["reid"])
+    assert float(right["preserve"]) == float(swapped["preserve"])  # after the step: same query
+    newborn = terms(10 * embed[[1, 0]], [False, False])
+    assert "reid" not in newborn and "preserve" in newborn
