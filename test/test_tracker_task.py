@@ -153,3 +153,43 @@ def test_reid_term_scores_the_query_from_before_the_step():
     assert float(right["preserve"]) == float(swapped["preserve"])  # after the step: same query
     newborn = terms(10 * embed[[1, 0]], [False, False])
     assert "reid" not in newborn and "preserve" in newborn
+
+
+def test_detach_every_cuts_gradients_through_the_state_not_the_forward(trained_tiny):
+    """task_options.detach_every (long clips): the loss value is the same; the gradient is
+    not, because earlier frames no longer receive gradient through the carried state."""
+    import copy
+
+    import pytest
+
+    model = copy.deepcopy(trained_tiny)
+    model.train()
+    clip = crossing(frames=8, seed=3)
+    grads, totals = [], []
+    for every in (0, 1):
+        task = TrackerTask(detach_every=every, drop_prob=0.0, disappear_prob=0.0,
+                           noisy_match_prob=0.0)
+        params = task.trainable_parameters(model)
+        model.zero_grad()
+        total, _ = task.loss(model, [clip], torch.Generator().manual_seed(5))
+        total.backward()
+        totals.append(float(total))
+        grads.append(torch.cat([p.grad.flatten() if p.grad is not None
+                                else torch.zeros(p.numel()) for p in params]))
+    assert totals[0] == pytest.approx(totals[1], rel=1e-6)
+    assert not torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="detach_every"):
+        TrackerTask(detach_every=-1)
+    with pytest.raises(ValueError, match="detach_every"):
+        TrackerTask(detach_every=2.5)
+
+
+def test_state_detach_keeps_values_and_drops_the_graph():
+    from spvis_model.tracker.state import TrackerState
+
+    s = TrackerState.empty(4, 8, 2, 4, 3)
+    q = torch.randn(4, 8, requires_grad=True)
+    s.query = q * 2
+    d = s.detach()
+    assert torch.equal(d.query, s.query) and not d.query.requires_grad
+    assert s.query.requires_grad  # the original is untouched

@@ -123,6 +123,11 @@ class TrackerState:
     def clone(self) -> TrackerState:
         return TrackerState(**{k: v.clone() for k, v in self._tensors().items()})
 
+    def detach(self) -> TrackerState:
+        """The same values cut from the autograd graph (stage 2's truncated backpropagation
+        through a long clip: gradients stop at this state)."""
+        return TrackerState(**{k: v.detach() for k, v in self._tensors().items()})
+
     def to(self, device: torch.device | str) -> TrackerState:
         return TrackerState(**{k: v.to(device) for k, v in self._tensors().items()})
 

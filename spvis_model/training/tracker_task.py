@@ -25,6 +25,14 @@ GT counts as invisible there), and noisy matching (with probability `noisy_match
 references of two live tracks are swapped before a step, so the association errs and the
 referring decoder and error correction must recover the right objects).
 
+Long clips: the design trains on clips whose tracker state is carried across them, so that a
+track lives (and is lost and re-identified) for as long as on real streams. `detach_every`
+(task_options) cuts the gradient through the state every that many tracker steps (truncated
+backpropagation through time): a frame's loss reaches back at most that many steps; the
+forward pass (and the loss value) is unchanged. The graph of the whole clip is still held
+until the step's one backward, so memory grows with clip length. 0 keeps the whole clip's
+graph (the 10-frame recipe).
+
 `freeze` (task_options) leaves named tracker modules at their init weights: a trained RCP
 lowered validation AP in every run so far, so the recipe (configs/train_stage2_cached.yaml)
 keeps it at its init (docs/model.md, stage 2).
@@ -73,7 +81,7 @@ class TrackerTask:
     def __init__(self, *, weights: TrackerLossWeights | None = None, drop_prob: float = 0.2,
                  disappear_prob: float = 0.3, noisy_match_prob: float = 0.5,
                  reid_temperature: float = 0.1, matcher_points: int = 2048,
-                 freeze: list[str] | tuple[str, ...] = ()) -> None:
+                 freeze: list[str] | tuple[str, ...] = (), detach_every: int = 0) -> None:
         if isinstance(freeze, str) or any(m not in FREEZABLE for m in freeze):
             raise ValueError(f"TrackerTask: freeze = {freeze!r}: a list of tracker modules "
                              f"from {list(FREEZABLE)}")
@@ -81,6 +89,11 @@ class TrackerTask:
                         ("noisy_match_prob", noisy_match_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"TrackerTask: {name} = {p}: must be in [0, 1]")
+        if isinstance(detach_every, bool) or not isinstance(detach_every, int) \
+                or detach_every < 0:
+            raise ValueError(f"TrackerTask: detach_every = {detach_every!r}: an integer >= 0 "
+                             "(tracker steps between gradient cuts; 0: never)")
+        self.detach_every = detach_every
         self.weights = weights or TrackerLossWeights()
         self.drop_prob = drop_prob
         self.disappear_prob = disappear_prob
@@ -185,6 +198,8 @@ class TrackerTask:
             gone = [j for j, g in det2gt[t].items() if (t, g) in hidden]
             if gone:
                 feats = _remove_detections(feats, gone)
+            if self.detach_every and steps and steps % self.detach_every == 0:
+                state = state.detach()  # truncated backpropagation through a long clip
             if steps > 0 and float(torch.rand((), generator=gen)) < self.noisy_match_prob:
                 state = _swap_two_refs(state, gen)
             before = state.query  # each slot's query of its last matched frame (with gradient)
