@@ -32,6 +32,26 @@ def test_platt_fit_recovers_a_known_miscalibration():
         fit_platt([0.2, 0.9], [True, True])
 
 
+def test_platt_fit_converges_on_scores_in_a_narrow_band():
+    """Plain Newton steps diverged here (a = 1556, b = 344, as on a real validation set of 64
+    tracks: a = 1203): the fit must reach the optimum of its penalised likelihood."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(rng.uniform(-2, 8), rng.uniform(0.1, 4), 64)
+    s = 1 / (1 + np.exp(-x))
+    hits = rng.random(64) < rng.uniform(0.2, 0.6)
+    assert x.min() > 1.5 and x.max() < 7 and 0 < hits.mean() < 1  # the diverging case
+    a, b = fit_platt(s, hits)
+    assert np.isfinite([a, b]).all() and abs(a) < 20 and abs(b) < 50, (a, b)
+    # Optimality: the penalised log-likelihood's gradient vanishes at (a, b).
+    z = a * x + b
+    p = 1 / (1 + np.exp(-z))
+    grad = np.array([np.sum((p - hits) * x), np.sum(p - hits)]) \
+        + 1e-3 * 64 * (np.array([a, b]) - [1.0, 0.0])
+    assert np.abs(grad).max() < 1e-6, grad
+    # And it fits: the calibrated mean probability equals the hit rate (up to the penalty).
+    assert p.mean() == pytest.approx(hits.mean(), abs=0.02)
+
+
 def test_track_outcomes_match_greedily_by_score_within_category(tmp_path):
     a, b = box(0, 8, 0, 8), box(20, 28, 20, 28)
     gt = dataset([video(1, 2)], [gt_ann(1, 1, 1, [a, a]), gt_ann(2, 1, 1, [b, b])])

@@ -119,8 +119,13 @@ def calibrate(scores: np.ndarray | Sequence[float],
 
 def fit_platt(scores: np.ndarray | Sequence[float], hits: np.ndarray | Sequence[bool],
               l2: float = 1e-3, iterations: int = 100) -> tuple[float, float]:
-    """Logistic regression of hits on logit(score) (Newton steps, a small L2 on a - 1 and b so
-    that a degenerate set stays near the identity). Returns (a, b).
+    """Logistic regression of hits on logit(score) (Newton steps with a backtracking line
+    search, a small L2 on a - 1 and b so that a degenerate set stays near the identity).
+    Returns (a, b).
+
+    Plain Newton steps diverge when the scores sit in a narrow band of logits (measured: a =
+    1203, b = 391 on a validation set of 64 tracks); each step is therefore halved until the
+    penalised negative log-likelihood decreases.
 
     Raises:
         ValueError: fewer than 2 predictions, or all hits / all misses.
@@ -130,15 +135,33 @@ def fit_platt(scores: np.ndarray | Sequence[float], hits: np.ndarray | Sequence[
     if x.size < 2 or y.min() == y.max():
         raise ValueError(f"fit_platt: needs hits and misses, got {int(y.sum())} hits in "
                          f"{x.size} predictions")
-    theta = np.array([1.0, 0.0])
     prior = np.array([1.0, 0.0])
     design = np.stack([x, np.ones_like(x)], 1)
+    penalty = l2 * x.size
+
+    def objective(t: np.ndarray) -> float:
+        z = design @ t
+        return float(np.sum(np.logaddexp(0.0, z) - y * z)
+                     + 0.5 * penalty * np.sum((t - prior) ** 2))
+
+    theta = prior.copy()
+    value = objective(theta)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
-        grad = design.T @ (p - y) + l2 * x.size * (theta - prior)
-        hess = (design * (p * (1 - p))[:, None]).T @ design + l2 * x.size * np.eye(2)
+        p = 0.5 * (1.0 + np.tanh(0.5 * (design @ theta)))  # sigmoid without overflow
+        grad = design.T @ (p - y) + penalty * (theta - prior)
+        hess = (design * (p * (1 - p))[:, None]).T @ design + penalty * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        theta -= step
-        if np.abs(step).max() < 1e-10:
+        scale = 1.0
+        while scale > 1e-10:
+            candidate = theta - scale * step
+            new_value = objective(candidate)
+            if new_value <= value:
+                break
+            scale *= 0.5
+        else:
+            break  # no decrease along the Newton direction: at the optimum (to precision)
+        theta, improved = candidate, value - new_value
+        value = new_value
+        if np.abs(scale * step).max() < 1e-10 or improved < 1e-12:
             break
     return float(theta[0]), float(theta[1])
