@@ -25,8 +25,9 @@ GT counts as invisible there), and noisy matching (with probability `noisy_match
 references of two live tracks are swapped before a step, so the association errs and the
 referring decoder and error correction must recover the right objects).
 
-Long clips: the design trains on clips whose tracker state is carried across them, so that a
-track lives (and is lost and re-identified) for as long as on real streams. `detach_every`
+Long clips: the design wants tracks to live (and be lost and re-identified) in training as
+long as on real streams; each clip still starts from a fresh state, so that takes clips of many
+frames (configs/train_stage2_long.yaml: 24; measured worse so far, docs/model.md). `detach_every`
 (task_options) cuts the gradient through the state every that many tracker steps (truncated
 backpropagation through time): a frame's loss reaches back at most that many steps; the
 forward pass (and the loss value) is unchanged. The graph of the whole clip is still held
