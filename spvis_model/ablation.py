@@ -13,6 +13,7 @@ segmenter runs once per frame for the whole table and the comparison is exact.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ _ALL_OFF = {"use_reid": False, "use_sim": False, "use_referring": False,
 # The stage rows compare trackers on raw scores: a calibration fitted for one tracker
 # configuration would favour it. The last row is the model exactly as configured.
 _RAW = {"score_calibration": [1.0, 0.0], "output_score": 0.3}
+# The error-correction rows run it on every frame, whatever frame-interval limit the model is
+# configured with; the last row shows the configured limit.
+_EVERY_FRAME = {"use_correction": True, "correction_max_interval": math.inf}
 
 # The ablation table: each row adds one stage to the one above. SIM's output guides the
 # referring decoder (it is the decoder's query guide), so SIM is added after the decoder: before
@@ -43,9 +47,9 @@ ABLATION: dict[str, dict[str, Any]] = {
     "+ referring decoder": {**_RAW, **_ALL_OFF, "use_reid": True, "use_referring": True},
     "+ SIM": {**_RAW, **_ALL_OFF, "use_reid": True, "use_referring": True, "use_sim": True},
     "+ error correction": {**_RAW, **_ALL_OFF, "use_reid": True, "use_referring": True,
-                           "use_sim": True, "use_correction": True},
+                           "use_sim": True, **_EVERY_FRAME},
     "+ RCP (every stage)": {**_RAW, "use_reid": True, "use_referring": True, "use_sim": True,
-                            "use_correction": True, "use_rcp": True},
+                            **_EVERY_FRAME, "use_rcp": True},
     "PGT as shipped (config defaults)": {},
 }
 

@@ -144,6 +144,7 @@ class TrackerConfig:
     lost_gate: float = 0.4
     iou_weight: float = 1.0
     correction_margin: float = 0.1
+    correction_max_interval: float = math.inf
     snapshot_min_score: float = 0.6
     snapshot_min_visibility: float = 0.5
     output_score: float = 0.3
@@ -259,6 +260,10 @@ class ModelConfig:
             value = getattr(tr, name)
             _check(_is_number(value) and math.isfinite(value) and value >= 0,
                    f"tracker.{name}", value, "a finite number >= 0")
+        value = tr.correction_max_interval
+        _check(_is_number(value) and not math.isnan(value) and value > 0,
+               "tracker.correction_max_interval", value,
+               "a number of seconds > 0 (.inf: every frame)")
         return self
 
 

@@ -12,6 +12,7 @@ no correction / re-identification, lost-by-position, no SIM, score calibration).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ VARIANTS = {
     "eviction": {"max_tracks": 6, "keep_seconds": 1.0, "tentative_intervals": 0.0},
     "policies": {"nms_iou": 0.5, "coast_seconds": 1.0, "output_nms_iou": 0.5},
     "no_correction_no_reid": {"use_correction": False, "use_reid": False},
+    "correction_every_frame": {"use_correction": True, "correction_max_interval": math.inf},
+    # Only after intervals of at most 0.3 s (the replays mix shorter and longer ones).
+    "correction_close_frames": {"use_correction": True, "correction_max_interval": 0.3},
     "position_no_sim": {"lost_by_position": True, "use_sim": False, "use_rcp": False},
 }
 
@@ -134,7 +138,8 @@ def _stamps(n: int) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("variant", ["default", "eviction", "policies", "no_correction_no_reid"])
+@pytest.mark.parametrize("variant", ["default", "eviction", "policies", "no_correction_no_reid",
+                                     "correction_every_frame", "correction_close_frames"])
 def test_trained_model_replay_matches_reference(trained_tiny, variant):
     model = trained_tiny
     cfg = dataclasses.replace(model.cfg.tracker, **VARIANTS[variant])

@@ -4,13 +4,14 @@ allocation, expiry, status transitions, memory, settings, and the method table."
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
-from spvis_model.config import ASSOCIATIONS, TrackerConfig
+from spvis_model.config import ASSOCIATIONS, ConfigError, ModelConfig, TrackerConfig, preset
 from spvis_model.tracker.association import assignment_cost, associate, gated_assignment
-from spvis_model.tracker.correction import corrected_assignment
+from spvis_model.tracker.correction import corrected_assignment, correction_applies
 from spvis_model.tracker.detections import Detections
 from spvis_model.tracker.lifecycle import (
     advance,
@@ -23,6 +24,7 @@ from spvis_model.tracker.memory import prototype, write_snapshots
 from spvis_model.tracker.methods import METHODS
 from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import ACTIVE, FREE, LOST, TENTATIVE, TrackerState
+from spvis_model.tracker.tracker import Tracker
 
 C, R = 4, 4
 
@@ -68,6 +70,7 @@ def state_with(tracks: list[dict], m: int = 4) -> TrackerState:
 CFG = TrackerConfig(active_gate=1.2, lost_gate=0.6, iou_weight=1.0, new_track_score=0.5)
 
 
+
 # --- assignment ------------------------------------------------------------------------------
 def test_gated_assignment_drops_pairs_above_gate_and_they_do_not_steer_the_rest():
     cost = torch.tensor([[0.1, 5.0], [0.2, 0.3]])
@@ -96,6 +99,43 @@ def test_correction_adopts_only_a_clearly_cheaper_assignment():
         == [0]
     assert corrected_assignment(torch.tensor([[1.15]]), torch.tensor([-1]), 1.2, 0.1).tolist() \
         == [-1]
+
+
+def test_correction_runs_only_after_short_frame_intervals():
+    cfg = dataclasses.replace(CFG, use_correction=True, correction_max_interval=0.1)
+    assert correction_applies(cfg, 0.033) and correction_applies(cfg, 0.1)
+    assert not correction_applies(cfg, 0.2)            # 5 fps
+    assert not correction_applies(cfg, math.nan)       # the stream's first frame
+    assert not correction_applies(dataclasses.replace(cfg, use_correction=False), 0.033)
+    every = dataclasses.replace(cfg, correction_max_interval=math.inf)
+    assert correction_applies(every, 1000.0)
+    for bad in (0.0, -1.0, math.nan, "0.1", True):
+        with pytest.raises(ConfigError, match="correction_max_interval"):
+            ModelConfig(tracker=dataclasses.replace(cfg, correction_max_interval=bad)).validate()
+
+
+def test_tracker_step_corrects_on_close_frames_only():
+    """Tracker.step calls step c on a frame 0.05 s after the last, not on one 0.5 s after."""
+    from tracker_scenes import StubHeads, region, scene
+
+    calls: list[float] = []
+
+    class Recording(Tracker):
+        def _correct(self, heads, live, refined, dets, plan):
+            calls.append(self._stamp)
+            return super()._correct(heads, live, refined, dets, plan)
+
+    cfg = dataclasses.replace(preset("tiny").tracker, use_correction=True,
+                              correction_max_interval=0.1)
+    tracker = Recording(cfg, 64, 64, 3, 2).eval()
+    heads = StubHeads(64)
+    state = tracker.init_state()
+    with torch.no_grad():
+        for i, stamp in enumerate([0.0, 0.05, 0.55, 0.6, 1.6]):
+            tracker._stamp = stamp
+            state, _ = tracker.step(state, scene({1: region(2, 2), 2: region(8, 8)}, seed=i),
+                                    stamp, heads)
+    assert calls == [0.05, 0.6]
 
 
 # --- association ------------------------------------------------------------------------------

@@ -5,13 +5,29 @@ head, a refined mask. The assignment is recomputed on those; it replaces step a'
 cheaper by more than a margin (each unmatched track is charged the gate, so assignments with
 different numbers of pairs compare fairly). Newborn tracks keep the detection they were born
 from, and are not part of the decision.
+
+It runs on a frame only when the frame follows the previous one closely enough
+(`correction_max_interval`, seconds): between close frames the refined mask is a good guide to
+the new detection; after a long interval the object has moved and the refined mask points at
+where it was (measured: it helps at 25-30 fps and costs AP at 2-5 fps, docs/model.md).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from spvis_model.config import TrackerConfig
 from spvis_model.tracker.association import assignment_cost, gated_assignment
+
+
+def correction_applies(cfg: TrackerConfig, interval: float) -> bool:
+    """Whether step c runs on a frame `interval` seconds after the previous one (NaN: the
+    stream's first frame, which has no old tracks to correct)."""
+    if not cfg.use_correction or math.isnan(interval):
+        return False
+    return interval <= cfg.correction_max_interval
 
 
 def corrected_assignment(cost: torch.Tensor, previous: torch.Tensor, gate: float,

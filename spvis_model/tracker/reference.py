@@ -21,7 +21,7 @@ from torch import nn
 
 from spvis_model.instances import Instances
 from spvis_model.tracker.association import associate, match_cost
-from spvis_model.tracker.correction import corrected_assignment
+from spvis_model.tracker.correction import corrected_assignment, correction_applies
 from spvis_model.tracker.detections import Detections, detections_from
 from spvis_model.tracker.geometry import masks_to_boxes, normalised_cxcywh
 from spvis_model.tracker.lifecycle import (
@@ -50,6 +50,7 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
 
     cfg = tracker.cfg
     settings = settings or TrackSettings.from_config(cfg)
+    interval = stamp - float(state.last_stamp)
     dets = detections_from(feats, cfg.mask_res, cfg.detect_score, cfg.nms_iou)
     since = (stamp - state.last_seen).float().clamp_min(0)
     spatial = _spatial(tracker, state, since, feats)
@@ -62,7 +63,7 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
     live_slots = torch.nonzero(state.status != FREE).flatten()
     live = LiveTracks(live_slots, match[live_slots], born.mask(state.max_tracks)[live_slots])
     refined = tracker._refer(state, live, spatial, dets)
-    if cfg.use_correction:
+    if correction_applies(cfg, interval):
         live = _correct(tracker, heads, live, refined, dets)
     out = tracker._heads(heads, state, live, since, refined, dets, feats)
     new_state = _write(tracker, state, stamp, live, out, dets)

@@ -25,7 +25,7 @@ from torch import nn
 from spvis_model.config import TrackerConfig
 from spvis_model.syncs import host_side
 from spvis_model.tracker.association import match_cost
-from spvis_model.tracker.correction import corrected_assignment
+from spvis_model.tracker.correction import corrected_assignment, correction_applies
 from spvis_model.tracker.detections import Detections, detection_tensors, mask_quality
 from spvis_model.tracker.geometry import normalised_cxcywh, time_encoding
 from spvis_model.tracker.host import to_device, to_host
@@ -146,6 +146,7 @@ class Tracker(nn.Module):
                          "association inputs")
         with host_side():
             plan = plan_frame(cfg, copies, state.max_tracks, stamp, settings)
+            correct = correction_applies(cfg, stamp - float(copies["last_stamp"]))
         up = to_device(plan.upload, dev)
         spatial = self._spatial(state, since, feats, up["before"])
         state = dataclasses.replace(state, **{k: up[k] for k in LIFECYCLE_FIELDS})
@@ -153,7 +154,7 @@ class Tracker(nn.Module):
         live = LiveTracks(up["live_slots"], up["live_det"], up["live_born"])
         refined = self._refer(state, live, spatial, dets)
         det_h = plan.live_det
-        if cfg.use_correction:
+        if correct:
             live, det_h = self._correct(heads, live, refined, dets, plan)
         out = self._heads(heads, state, live, since, refined, dets, feats)
         new_state = self._write(state, stamp, live, out, dets)
