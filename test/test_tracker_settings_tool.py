@@ -24,17 +24,18 @@ def test_settings_change_and_weights_do_not(trained_tiny, tmp_path):
     src, out = tmp_path / "in.pt", tmp_path / "out.pt"
     trained_tiny.save(src, half=True)
     res = _run("--checkpoint", str(src), "--set", "use_correction=true",
-               "--set", "correction_max_interval=0.1", "--why", "a test", "--out", str(out))
+               "--set", "correction_max_interval=.inf", "--why", "a test", "--out", str(out))
     assert res.returncode == 0, res.stderr
     before, after = SPVIS.from_checkpoint(src), SPVIS.from_checkpoint(out)
     assert after.cfg.tracker.use_correction is True
-    assert after.cfg.tracker.correction_max_interval == 0.1
+    assert after.cfg.tracker.correction_max_interval == math.inf
     assert weights_checksum(after.state_dict()) == weights_checksum(before.state_dict())
     stored = torch.load(out, weights_only=True)["state_dict"]
     assert all(t.dtype != torch.float32 for t in stored.values() if t.is_floating_point())
     log = after.meta["tracker_settings"]
     assert [c["field"] for c in log] == ["use_correction", "correction_max_interval"]
-    assert log[1]["old"] == math.inf and log[1]["why"] == "a test"
+    assert log[1]["old"] == trained_tiny.cfg.tracker.correction_max_interval
+    assert log[1]["new"] == math.inf and log[1]["why"] == "a test"
 
 
 def test_bad_settings_are_refused_naming_the_field(trained_tiny, tmp_path):
