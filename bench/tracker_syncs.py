@@ -12,6 +12,8 @@ for one `step` (the real syncs).
     python bench/tracker_syncs.py                       # CPU count, tiny, 12 frames
     python bench/tracker_syncs.py --checkpoint spvis_model/weights/spvis_lite0.pt --reference
     python bench/tracker_syncs.py --device cuda --cuda-debug --json out.json
+    python bench/tracker_syncs.py --checkpoint spvis_model/weights/spvis_lite0.pt \
+        --data data/eval/val_fps30 --frames 40          # a 27 fps video: error correction runs
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def clip(n: int, h: int = 96, w: int = 128, seed: int = 0) -> list[np.ndarray]:
     return frames
 
 
+def video_frames(root: Path, n: int) -> tuple[list[np.ndarray], list[float]]:
+    """The first n frames (RGB uint8) and stamps (s) of the first video of a YouTube-VIS
+    folder written by `spvis generate` (its `timestamps` field)."""
+    import cv2
+
+    video = json.loads((root / "annotations.json").read_text())["videos"][0]
+    frames, stamps = [], []
+    for name, stamp in list(zip(video["file_names"], video["timestamps"], strict=True))[:n]:
+        img = cv2.imread(str(root / "JPEGImages" / name))
+        if img is None:
+            raise FileNotFoundError(f"{root / 'JPEGImages' / name}: not a readable image")
+        frames.append(np.ascontiguousarray(img[:, :, ::-1]))
+        stamps.append(float(stamp))
+    return frames, stamps
+
+
 def load(args: argparse.Namespace) -> SPVIS:
     if args.checkpoint:
         return SPVIS.from_checkpoint(args.checkpoint, device=args.device).eval()
@@ -55,7 +73,8 @@ def load(args: argparse.Namespace) -> SPVIS:
 
 
 @torch.inference_mode()
-def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False) -> dict:
+def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False,
+                 stamps: list[float] | None = None) -> dict:
     """Per-frame counts of the segmenter, the tracker and the whole step (steps replayed on the
     same states so that the three see the same frames). With `reference`, also the tracker step
     plus post-processing of the current path (``track_post``) and of the path before the
@@ -72,7 +91,7 @@ def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False
     new, ref = model.init_state(), model.init_state()
     heads = model.segmenter.decoder
     for i, frame in enumerate(frames):
-        stamp = 0.2 * i
+        stamp = 0.2 * i if stamps is None else stamps[i]
         images, geom = model.preprocess(frame)
         with count_syncs() as c_seg:
             seg = model.segment(images)
@@ -101,7 +120,7 @@ def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False
             for key, v in per.items()}
 
 
-def cuda_debug_count(model: SPVIS, frames: list[np.ndarray]) -> list[int]:
+def cuda_debug_count(model: SPVIS, frames: list[np.ndarray], stamps: list[float]) -> list[int]:
     """Warnings from torch.cuda.set_sync_debug_mode("warn") per `step` (after a warm-up)."""
     state = model.init_state()
     counts = []
@@ -112,7 +131,7 @@ def cuda_debug_count(model: SPVIS, frames: list[np.ndarray]) -> list[int]:
                 warnings.simplefilter("always")
                 torch.cuda.set_sync_debug_mode("warn")
                 try:
-                    state, _ = model.step(state, frame, 0.2 * i)
+                    state, _ = model.step(state, frame, stamps[i])
                 finally:
                     torch.cuda.set_sync_debug_mode("default")
             if i > 0:
@@ -131,14 +150,24 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true",
                         help="also count the tracker + post-processing before the host-sync "
                              "work (spvis_model.tracker.reference) against the current one")
+    parser.add_argument("--interval", type=float, default=0.2,
+                        help="seconds between frames (0.2: 5 fps; error correction runs only "
+                             "when it is <= the model's correction_max_interval, e.g. 1/30)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a YouTube-VIS folder (annotations.json + JPEGImages, e.g. "
+                             "data/eval/val_fps30): its first video's frames and stamps")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench/tracker_syncs.py: --device cuda asked for, but torch sees no CUDA device")
     model = load(args)
-    frames = clip(args.frames)
-    result = {"device": args.device, "preset": model.cfg.name, "frames": args.frames,
-              "counts": count_frames(model, frames, args.reference)}
+    if args.data is not None:
+        frames, stamps = video_frames(args.data, args.frames)
+    else:
+        frames = clip(args.frames)
+        stamps = [args.interval * i for i in range(args.frames)]
+    result = {"device": args.device, "preset": model.cfg.name, "frames": len(frames),
+              "stamps": stamps, "counts": count_frames(model, frames, args.reference, stamps)}
     for key in result["counts"]:
         c = result["counts"][key]
         print(f"{key:>8}: host round trips per frame median {c['median']} (min {c['min']}, "
@@ -146,7 +175,7 @@ def main() -> None:
         for site, n in list(c["by_site"].items())[:10]:
             print(f"            {n:6.2f}  {site}")
     if args.cuda_debug and args.device.startswith("cuda"):
-        real = cuda_debug_count(model, frames)
+        real = cuda_debug_count(model, frames, stamps)
         result["cuda_sync_debug_per_step"] = real
         print(f"CUDA set_sync_debug_mode warnings per step: median {statistics.median(real)} "
               f"{real}")
