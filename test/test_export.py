@@ -164,7 +164,11 @@ def test_float16_graph_computes_in_float16_with_float32_ends(tiny, tmp_path):
                for o in proto.graph.output)
     assert result.sidecar.precision == "float16"
     assert result.verified  # onnxruntime ran it against the float32 eager model
-    assert max(result.verified["128x96, batch 2"].values()) < 0.1
+    diffs = result.verified["128x96, batch 2"]
+    # The encoder in float16 stays close; the decoder's masked attention may flip a few
+    # borderline pixels (see VERIFY_TOL).
+    assert diffs["memory"] < 0.02 and diffs["mask_features"] < 0.02, diffs
+    assert max(diffs.values()) < 0.25, diffs
 
 
 def test_dynamic_graph_runs_other_sizes(tiny, tmp_path):

@@ -48,8 +48,12 @@ DEFAULT_OPSET = 17
 MAX_PROTO_BYTES = 2**31 - 1
 #: Export-time verification against the eager segmenter: |ort - eager| <= ATOL + RTOL * max|eager|
 #: per output (loose: it catches wrong graphs, e.g. a size frozen by the trace; the parity tests
-#: hold the real tolerances).
-VERIFY_TOL = {"float32": (1e-3, 1e-3), "float16": (5e-2, 2e-2)}
+#: hold the real tolerances). float16: the decoder's masked attention turns a mask logit into a
+#: yes/no, so float16 rounding near 0 flips a few attended pixels and moves the decoder outputs
+#: by a few % of their scale (measured on the random tiny model, onnxruntime 1.32 on a Xeon with
+#: AMX: query_embed 0.15 at scale 3.0, pred_masks 0.06, while the encoder's outputs stay at
+#: 0.003-0.005); a wrong graph differs by the order of the scale.
+VERIFY_TOL = {"float32": (1e-3, 1e-3), "float16": (5e-2, 6e-2)}
 
 
 class ExportError(ValueError):
