@@ -63,7 +63,7 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
-    ap.add_argument("--sets", default="heldout,lowfps,vga,fps30",
+    ap.add_argument("--sets", default="heldout,lowfps,vga,fps30,fps10",
                     help="comma-separated names from configs/eval_sets.yaml")
     ap.add_argument("--data-root", type=Path, default=Path("data/eval"))
     ap.add_argument("--cache-root", type=Path, default=Path("cache"))
