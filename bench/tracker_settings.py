@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from spvis_model.checkpoint import weights_checksum
+from spvis_model.checkpoint import read_checkpoint, weights_checksum
 from spvis_model.config import ConfigError
 from spvis_model.model import SPVIS
 
@@ -46,14 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     model = SPVIS.from_checkpoint(args.checkpoint)
     known = {f.name for f in dataclasses.fields(model.cfg.tracker)}
     before = weights_checksum(model.state_dict())
-    stored = torch.load(args.checkpoint, weights_only=True, map_location="cpu")["state_dict"]
-    half = any(t.dtype == torch.float16 for t in stored.values())
+    stored = read_checkpoint(args.checkpoint)
+    half = any(t.dtype == torch.float16 for t in stored["state_dict"].values())
+    # What the file says (None: the field is not in it, the checkpoint predates it).
+    in_file = stored["config"].get("tracker", {})
     changes = []
     for name, value in args.settings:
         if name not in known:
             print(f"--set {name}: not a tracker setting; known: {sorted(known)}", file=sys.stderr)
             return 2
-        changes.append({"field": name, "old": getattr(model.cfg.tracker, name), "new": value,
+        changes.append({"field": name, "old": in_file.get(name), "new": value,
                         "why": args.why})
         setattr(model.cfg.tracker, name, value)
     try:

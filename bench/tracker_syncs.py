@@ -49,18 +49,14 @@ def clip(n: int, h: int = 96, w: int = 128, seed: int = 0) -> list[np.ndarray]:
 
 def video_frames(root: Path, n: int) -> tuple[list[np.ndarray], list[float]]:
     """The first n frames (RGB uint8) and stamps (s) of the first video of a YouTube-VIS
-    folder written by `spvis generate` (its `timestamps` field)."""
-    import cv2
+    folder (annotations.json + JPEGImages/), read by the training data's reader."""
+    from spvis_model.data.ytvis import YTVISDataset
 
-    video = json.loads((root / "annotations.json").read_text())["videos"][0]
-    frames, stamps = [], []
-    for name, stamp in list(zip(video["file_names"], video["timestamps"], strict=True))[:n]:
-        img = cv2.imread(str(root / "JPEGImages" / name))
-        if img is None:
-            raise FileNotFoundError(f"{root / 'JPEGImages' / name}: not a readable image")
-        frames.append(np.ascontiguousarray(img[:, :, ::-1]))
-        stamps.append(float(stamp))
-    return frames, stamps
+    ds = YTVISDataset(root / "annotations.json")
+    video = ds.videos[0]
+    count = min(n, video.length)
+    return ([ds.read_frame(video.id, t) for t in range(count)],
+            [float(s) for s in video.stamps[:count]])
 
 
 def load(args: argparse.Namespace) -> SPVIS:
@@ -151,8 +147,9 @@ def main() -> None:
                         help="also count the tracker + post-processing before the host-sync "
                              "work (spvis_model.tracker.reference) against the current one")
     parser.add_argument("--interval", type=float, default=0.2,
-                        help="seconds between frames (0.2: 5 fps; error correction runs only "
-                             "when it is <= the model's correction_max_interval, e.g. 1/30)")
+                        help="seconds between the built-in clip's frames (0.2: 5 fps; error "
+                             "correction runs only when it is <= the model's "
+                             "correction_max_interval, e.g. 1/30); not with --data")
     parser.add_argument("--data", type=Path, default=None,
                         help="a YouTube-VIS folder (annotations.json + JPEGImages, e.g. "
                              "data/eval/val_fps30): its first video's frames and stamps")
@@ -160,6 +157,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench/tracker_syncs.py: --device cuda asked for, but torch sees no CUDA device")
+    if args.data is not None and args.interval != parser.get_default("interval"):
+        sys.exit("bench/tracker_syncs.py: --interval is for the built-in clip; --data videos "
+                 "bring their own stamps")
     model = load(args)
     if args.data is not None:
         frames, stamps = video_frames(args.data, args.frames)

@@ -38,6 +38,19 @@ def test_settings_change_and_weights_do_not(trained_tiny, tmp_path):
     assert log[1]["new"] == math.inf and log[1]["why"] == "a test"
 
 
+def test_a_field_the_file_predates_is_logged_as_absent(trained_tiny, tmp_path):
+    src, out = tmp_path / "old.pt", tmp_path / "out.pt"
+    trained_tiny.save(src)
+    ckpt = torch.load(src, weights_only=True)
+    del ckpt["config"]["tracker"]["correction_max_interval"]  # as in checkpoints before it
+    torch.save(ckpt, src)
+    res = _run("--checkpoint", str(src), "--set", "correction_max_interval=0.05",
+               "--why", "x", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    log = SPVIS.from_checkpoint(out).meta["tracker_settings"]
+    assert log == [{"field": "correction_max_interval", "old": None, "new": 0.05, "why": "x"}]
+
+
 def test_bad_settings_are_refused_naming_the_field(trained_tiny, tmp_path):
     src = tmp_path / "in.pt"
     trained_tiny.save(src)
