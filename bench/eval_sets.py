@@ -4,18 +4,24 @@ segmenter's outputs on them, both on first use.
     sets = load_sets()                                  # {name: EvalSet}
     path = ensure_dataset(sets["val_lowfps"], "data/eval")   # data/eval/val_lowfps/annotations.json
     cache = ensure_cache(model, sets["val_lowfps"], "data/eval", "cache")
+
+Both are rebuilt when they no longer match: a dataset whose recorded generator configuration
+differs from the set's entry is regenerated, a cache built from other annotation bytes rebuilt.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from spvis_model.data.synthetic import generate, preset
+from spvis_model.data.synthetic import generate, info_config, preset
 from spvis_model.feature_cache import FeatureCache, build_cache, segmenter_digest
 from spvis_model.model import SPVIS
 
@@ -48,12 +54,43 @@ def load_sets(path: Path = SETS_FILE) -> dict[str, EvalSet]:
 
 
 def ensure_dataset(s: EvalSet, data_root: str | Path) -> Path:
-    """The set's annotations.json, generated under data_root/<name>/ if missing."""
+    """The set's annotations.json, generated under data_root/<name>/ if missing. A folder
+    generated from another configuration (the set's entry changed since, e.g. more videos) is
+    regenerated, saying which fields differ: a stale set is never scored as the new one."""
     out = Path(data_root) / s.name
     ann = out / "annotations.json"
-    if not ann.exists():
-        generate(s.config(), out)
+    if ann.exists():
+        changed = config_changes(ann, s.config())
+        if not changed:
+            return ann
+        print(f"[eval_sets] {out}: generated from another configuration of {s.name} "
+              f"({'; '.join(changed)}): regenerating", flush=True)
+        shutil.rmtree(out)
+    generate(s.config(), out)
     return ann
+
+
+def config_changes(ann: Path, config: Any) -> list[str]:
+    """'field: was -> now' for each generator field where the annotations' recorded
+    configuration (info.config) differs from `config` (all of them if none is recorded)."""
+    try:
+        recorded = json.loads(ann.read_text()).get("info", {}).get("config")
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"annotations not readable ({exc})"]
+    if not isinstance(recorded, dict):
+        return ["no recorded configuration"]
+    wanted = json.loads(json.dumps(info_config(config)))
+    return [f"{k}: {recorded.get(k)!r} -> {wanted.get(k)!r}"
+            for k in sorted(set(wanted) | set(recorded)) if recorded.get(k) != wanted.get(k)]
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def ensure_cache(model: SPVIS, s: EvalSet, data_root: str | Path,
@@ -62,6 +99,17 @@ def ensure_cache(model: SPVIS, s: EvalSet, data_root: str | Path,
     cache_root/<segmenter digest>/<name>/ if missing (one folder per segmenter)."""
     ann = ensure_dataset(s, data_root)
     where = Path(cache_root) / segmenter_digest(model)[:12] / s.name
-    if (where / "meta.json").exists():
-        return FeatureCache(where)
+    digest = file_digest(ann)
+    marker = where / "dataset.sha256"  # the annotations the cache's files come from
+    if marker.exists() and marker.read_text().strip() == digest:
+        if (where / "meta.json").exists():
+            return FeatureCache(where)
+        # else: an interrupted build of these annotations: build_cache resumes it
+    else:
+        if where.exists():
+            print(f"[eval_sets] {where}: built from other annotations than {ann}: rebuilding",
+                  flush=True)
+            shutil.rmtree(where)  # never resume over another dataset's per-video files
+        where.mkdir(parents=True)
+        marker.write_text(digest + "\n")
     return build_cache(model, ann, where, progress=progress)

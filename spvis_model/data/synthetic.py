@@ -799,23 +799,26 @@ def _write_image(path: Path, rgb: np.ndarray, config: SyntheticConfig) -> None:
         raise OSError(f"could not write frame image {str(path)!r}")
 
 
-def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],
-                 annotations: list[dict[str, Any]]) -> dict[str, Any]:
-    """The YouTube-VIS dataset dict (info, videos, annotations, categories).
-
-    ``info.config`` is the whole config; the `REAL_FIELDS` appear only when one of them is not
-    at its default (so older configs keep their exact bytes).
-    """
-    from spvis_model import __version__
-
+def info_config(config: SyntheticConfig) -> dict[str, Any]:
+    """The config as a dataset records it (``info.config``): every field, tuples as lists;
+    the `REAL_FIELDS` only when one of them is not at its default (so older configs keep
+    their exact bytes). Equal records mean equal datasets (generation is deterministic)."""
     defaults = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
     real_default = all(getattr(config, k) == defaults[k] for k in REAL_FIELDS)
-    info_config = {k: list(v) if isinstance(v, tuple) else v
-                   for k, v in dataclasses.asdict(config).items()
-                   if not (real_default and k in REAL_FIELDS)}
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(config).items()
+            if not (real_default and k in REAL_FIELDS)}
+
+
+def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],
+                 annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The YouTube-VIS dataset dict (info, videos, annotations, categories); ``info.config``
+    is `info_config(config)`."""
+    from spvis_model import __version__
+
     return {
         "info": {"description": "spvis synthetic videos (spvis_model.data.synthetic)",
-                 "version": __version__, "config": info_config},
+                 "version": __version__, "config": info_config(config)},
         "videos": videos,
         "annotations": annotations,
         "categories": [{"id": cid, "name": name}

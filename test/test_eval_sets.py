@@ -1,0 +1,60 @@
+"""bench/eval_sets.py: an evaluation set whose entry changed is regenerated, and a feature cache
+built from other annotations is rebuilt, never scored as the new set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from eval_sets import EvalSet, config_changes, ensure_cache, ensure_dataset
+
+SMALL = {"width": 96, "height": 64, "frames": 4, "objects": [1, 2], "occluders": [0, 0],
+         "classes": ["disk", "square"], "seed": 5}
+
+
+def _set(videos: int) -> EvalSet:
+    return EvalSet("tiny_set", "val", "easy", {**SMALL, "videos": videos})
+
+
+def _video_ids(ann: Path) -> list[int]:
+    return [v["id"] for v in json.loads(ann.read_text())["videos"]]
+
+
+def test_a_changed_entry_regenerates_the_set(tmp_path, capsys):
+    ann = ensure_dataset(_set(1), tmp_path)
+    assert len(_video_ids(ann)) == 1
+    first = ann.read_bytes()
+    assert ensure_dataset(_set(1), tmp_path).read_bytes() == first  # unchanged: kept
+    assert "regenerating" not in capsys.readouterr().out
+    ann2 = ensure_dataset(_set(2), tmp_path)
+    assert "videos: 1 -> 2" in capsys.readouterr().out
+    assert len(_video_ids(ann2)) == 2
+    # Video i comes from SeedSequence([seed, i]): the bigger set starts with the old one.
+    old, new = json.loads(first), json.loads(ann2.read_text())
+    assert new["annotations"][: len(old["annotations"])] == old["annotations"]
+
+
+def test_config_changes_names_the_fields(tmp_path):
+    ann = ensure_dataset(_set(1), tmp_path)
+    assert config_changes(ann, _set(1).config()) == []
+    assert config_changes(ann, _set(3).config()) == ["videos: 1 -> 3"]
+    ann.write_text(json.dumps({"videos": [], "annotations": []}))
+    assert config_changes(ann, _set(1).config()) == ["no recorded configuration"]
+
+
+@pytest.mark.slow
+def test_a_cache_of_other_annotations_is_rebuilt(trained_tiny, tmp_path, capsys):
+    data, cache_root = tmp_path / "data", tmp_path / "cache"
+    cache = ensure_cache(trained_tiny, _set(1), data, cache_root, progress=False)
+    assert cache.video_ids == _video_ids(data / "tiny_set" / "annotations.json")
+    again = ensure_cache(trained_tiny, _set(1), data, cache_root, progress=False)
+    assert again.root == cache.root and "rebuilding" not in capsys.readouterr().out
+    bigger = ensure_cache(trained_tiny, _set(2), data, cache_root, progress=False)
+    assert "rebuilding" in capsys.readouterr().out
+    assert bigger.video_ids == _video_ids(data / "tiny_set" / "annotations.json")
+    assert len(bigger.video_ids) == 2
