@@ -12,7 +12,6 @@ differs from the set's entry is regenerated, a cache built from other annotation
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from spvis_model.data.synthetic import generate, info_config, preset
+from spvis_model.export.sidecar import file_sha256
 from spvis_model.feature_cache import FeatureCache, build_cache, segmenter_digest
 from spvis_model.model import SPVIS
 
@@ -72,7 +72,8 @@ def ensure_dataset(s: EvalSet, data_root: str | Path) -> Path:
 
 def config_changes(ann: Path, config: Any) -> list[str]:
     """'field: was -> now' for each generator field where the annotations' recorded
-    configuration (info.config) differs from `config` (all of them if none is recorded)."""
+    configuration (info.config) differs from `config`; one line saying so when the file has
+    no readable record."""
     try:
         recorded = json.loads(ann.read_text()).get("info", {}).get("config")
     except (OSError, json.JSONDecodeError) as exc:
@@ -84,22 +85,13 @@ def config_changes(ann: Path, config: Any) -> list[str]:
             for k in sorted(set(wanted) | set(recorded)) if recorded.get(k) != wanted.get(k)]
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ensure_cache(model: SPVIS, s: EvalSet, data_root: str | Path,
                  cache_root: str | Path, progress: bool = True) -> FeatureCache:
     """The set's segmenter-output cache for this model, built under
     cache_root/<segmenter digest>/<name>/ if missing (one folder per segmenter)."""
     ann = ensure_dataset(s, data_root)
     where = Path(cache_root) / segmenter_digest(model)[:12] / s.name
-    digest = file_digest(ann)
+    digest = file_sha256(ann)
     marker = where / "dataset.sha256"  # the annotations the cache's files come from
     if marker.exists() and marker.read_text().strip() == digest:
         if (where / "meta.json").exists():
