@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from spvis_model.data.synthetic import generate, info_config, preset
-from spvis_model.export.sidecar import file_sha256
 from spvis_model.feature_cache import FeatureCache, build_cache, segmenter_digest
+from spvis_model.hashing import file_sha256
 from spvis_model.model import SPVIS
 
 SETS_FILE = Path(__file__).resolve().parent.parent / "configs" / "eval_sets.yaml"

@@ -38,7 +38,8 @@ from spvis_model.export.graph import (
     PLUGIN_VERSIONS,
     ExportSegmenter,
 )
-from spvis_model.export.sidecar import Sidecar, file_sha256, segmenter_checksum, sidecar_path
+from spvis_model.export.sidecar import Sidecar, segmenter_checksum, sidecar_path
+from spvis_model.hashing import file_sha256
 
 #: Opsets written: GridSample needs >= 16; torch's TorchScript exporter writes at most 20.
 MIN_OPSET = 16

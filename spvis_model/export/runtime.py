@@ -27,11 +27,11 @@ from spvis_model.export.graph import INPUT_NAME, OUTPUT_NAMES
 from spvis_model.export.sidecar import (
     Sidecar,
     SidecarError,
-    file_sha256,
     read_sidecar,
     segmenter_checksum,
     sidecar_path,
 )
+from spvis_model.hashing import file_sha256
 from spvis_model.modeling.pixel_decoder import PixelDecoderOutput
 from spvis_model.modeling.segmenter import SegmenterOutput
 from spvis_model.modeling.transformer_decoder import DecoderOutput

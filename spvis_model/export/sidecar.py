@@ -10,7 +10,6 @@ the bad one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -41,15 +40,6 @@ def segmenter_checksum(model: torch.nn.Module) -> str:
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in model.state_dict().items() if k.startswith("segmenter.")}
     return weights_checksum(state)
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

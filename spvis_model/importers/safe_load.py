@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import pickle
 import re
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from spvis_model.hashing import file_sha256
 
 from .errors import ImportCheckpointError, UnsafeFileError
 
@@ -154,15 +155,6 @@ TOP_LEVEL_DROPPED: dict[str, str] = {
 }
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_source_file(path: str | Path) -> SourceFile:
     """Read a published checkpoint: ``.pkl`` with the restricted unpickler, anything else
     with ``torch.load(weights_only=True)``; return its tensors by key.
@@ -173,7 +165,7 @@ def read_source_file(path: str | Path) -> SourceFile:
     path = Path(path)
     if not path.is_file():
         raise ImportCheckpointError(f"{path}: no such file")
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if path.suffix == ".pkl":
         data, fmt = read_pickle(path), "detectron2-pkl"
     else:

@@ -31,7 +31,6 @@ head   conv 1x1  1       1       -       1280    -          (classifier only)
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Literal
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spvis_model.hashing import file_sha256
 from spvis_model.state_dict import load_state_dict_exact
 
 from .base import Backbone, FrozenBatchNorm2d
@@ -296,14 +296,6 @@ def lite0_weights_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_lite0_state_dict(path: str | Path | None = None) -> dict[str, Tensor]:
     """Read the EfficientNet-Lite0 checkpoint with ``torch.load(weights_only=True)``.
 
@@ -316,7 +308,7 @@ def read_lite0_state_dict(path: str | Path | None = None) -> dict[str, Tensor]:
     """
     if path is None:
         path = lite0_weights_path()
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest != LITE0_WEIGHTS_SHA256:
             raise ValueError(
                 f"lite0 weights file {path} has SHA-256 {digest}, expected "
