@@ -119,11 +119,13 @@ class TrackerConfig:
     written from: its output query ("query") or the matched detection's embedding
     ("detection", in the segmenter's space whatever stage 2 learns). `publish_min_hits` > 1
     publishes a track only from its n-th matched frame on (PGT only;
-    the track exists, and is matched, from its first). Error correction runs only on frames
-    at most `correction_max_interval` seconds after the previous one (default 0.05 s: streams
-    of 20 fps and more). Chosen on validation sets (docs/model.md): on every frame it gained
-    +0.005 AP at 25-30 fps, but cost HOTA 0.024 and IDF1 0.039 at 8-15 fps and 0.009 AP at
-    2-5 fps. `.inf` runs it on every frame.
+    the track exists, and is matched, from its first). `score_evidence` k > 0 publishes a
+    track's score times hits / (hits + k) (hits: its matched frames so far), so that a track
+    seen once ranks below one seen many times with the same detection scores (0: off). Error
+    correction runs only on frames at most `correction_max_interval` seconds after the
+    previous one (default 0.05 s: streams of 20 fps and more). Chosen on validation sets
+    (docs/model.md): on every frame it gained +0.005 AP at 25-30 fps, but cost HOTA 0.024 and
+    IDF1 0.039 at 8-15 fps and 0.009 AP at 2-5 fps. `.inf` runs it on every frame.
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
@@ -152,6 +154,7 @@ class TrackerConfig:
     output_score: float = 0.3
     coast_seconds: float = 0.0
     publish_min_hits: int = 1
+    score_evidence: float = 0.0
     memory_from: str = "query"
     score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
@@ -251,6 +254,9 @@ class ModelConfig:
         _check(isinstance(tr.publish_min_hits, int) and not isinstance(tr.publish_min_hits, bool)
                and tr.publish_min_hits >= 1, "tracker.publish_min_hits", tr.publish_min_hits,
                "an int >= 1 (1: a track is published from its first frame)")
+        _check(_is_number(tr.score_evidence) and math.isfinite(tr.score_evidence)
+               and tr.score_evidence >= 0, "tracker.score_evidence", tr.score_evidence,
+               "a finite number >= 0 (0: off; k: published score x hits / (hits + k))")
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")

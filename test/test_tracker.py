@@ -190,10 +190,30 @@ def test_publish_min_hits_holds_a_new_track_back_until_its_nth_match(min_hits):
     assert (1 in out[3]) == (min_hits == 1)
 
 
+@torch.no_grad()
+def test_score_evidence_lowers_a_new_track_and_recovers_as_it_matches():
+    # The same object on 4 frames: with score_evidence 1 the published score is the running
+    # detection score x hits / (hits + 1), so 1/2, 2/3, 3/4, 4/5 of the undiscounted one.
+    frames = [{1: region(2, 2)}] * 4
+    plain, evid = make_tracker(), make_tracker(score_evidence=1.0)
+    heads = plain[1]
+    s0, s1 = plain[0].init_state(), evid[0].init_state()
+    for i, objects in enumerate(frames):
+        s0, r0 = plain[0].step(s0, scene(objects), i * 0.5, heads)
+        s1, r1 = evid[0].step(s1, scene(objects), i * 0.5, heads)
+        assert r0.ids.tolist() == r1.ids.tolist() and r0.visible.tolist() == r1.visible.tolist()
+        k = int(torch.nonzero(r0.visible).flatten()[0])
+        torch.testing.assert_close(r1.score[k], r0.score[k] * (i + 1) / (i + 2))
+
+
 def test_publish_min_hits_is_validated():
     cfg = preset("tiny")
     cfg.tracker.publish_min_hits = 0
     with pytest.raises(ValueError, match=r"tracker\.publish_min_hits"):
+        cfg.validate()
+    cfg = preset("tiny")
+    cfg.tracker.score_evidence = -1.0
+    with pytest.raises(ValueError, match=r"tracker\.score_evidence = -1\.0"):
         cfg.validate()
 
 

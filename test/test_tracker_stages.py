@@ -327,6 +327,18 @@ def test_publish_policies_coasting_and_duplicate_suppression():
     assert suppress_duplicates(visible, score, masks, 1.0).tolist() == visible.tolist()
 
 
+def test_evidence_score_discounts_tracks_seen_few_times():
+    from spvis_model.tracker.publish import evidence_score
+
+    score = torch.tensor([0.98, 0.98, 0.6, 0.9])
+    hits = torch.tensor([1, 9, 3, 1])
+    assert torch.equal(evidence_score(score, hits, 0.0), score)
+    got = evidence_score(score, hits, 1.0)
+    torch.testing.assert_close(got, torch.tensor([0.49, 0.882, 0.45, 0.45]))
+    # The one-frame 0.98 track now ranks below the same scores seen nine times.
+    assert got[0] < got[1] and got.dtype == score.dtype
+
+
 def test_lost_by_position_matches_a_lost_track_where_it_was():
     a = unit(1, 0, 0, 0)
     # Its memory key is unlike the detection (no re-identification), but it is back in place.

@@ -70,3 +70,24 @@ def suppress_duplicates(visible: torch.Tensor, score: torch.Tensor, low: torch.T
     out = torch.zeros_like(visible)
     out[idx[keep]] = True
     return out
+
+
+def evidence_score(score: torch.Tensor, hits: torch.Tensor, evidence: float) -> torch.Tensor:
+    """The score a track is published with: its running detection score discounted by how
+    little evidence it has, score x hits / (hits + `evidence`) (`evidence` 0: the score as is).
+
+    A one-frame track at 1-2 fps is usually a false detection even when the detection scored
+    0.98 (docs/model.md); with `evidence` k its score is score / (1 + k) on its first frame and
+    approaches the detection scores as it keeps matching.
+
+    Args:
+        score: (V,) running mean of the matched detections' scores; hits: (V,) int matched
+            frames so far (>= 1 for a track published this frame).
+
+    Returns:
+        (V,) float scores.
+    """
+    if evidence <= 0:
+        return score
+    h = hits.to(score.dtype)
+    return score * h / (h + evidence)

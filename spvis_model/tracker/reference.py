@@ -32,7 +32,7 @@ from spvis_model.tracker.lifecycle import (
     select_births,
 )
 from spvis_model.tracker.memory import prototype, write_snapshots
-from spvis_model.tracker.publish import coasting, suppress_duplicates
+from spvis_model.tracker.publish import coasting, evidence_score, suppress_duplicates
 from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import FREE, TrackerState
 from spvis_model.tracker.types import FrameFeatures, TrackStep
@@ -75,7 +75,9 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
         slots=live.slots, ids=new_state.ids[live.slots], visible=visible,
         det_index=live.det, class_logits=out.class_logits,
         running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
-        visibility=out.visibility, score=new_state.score[live.slots],
+        visibility=out.visibility,
+            score=evidence_score(new_state.score[live.slots], new_state.hits[live.slots],
+                                 cfg.score_evidence),
         first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined)
     return new_state, result
 
