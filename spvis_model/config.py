@@ -119,9 +119,10 @@ class TrackerConfig:
     written from: its output query ("query") or the matched detection's embedding
     ("detection", in the segmenter's space whatever stage 2 learns). `publish_min_hits` > 1
     publishes a track only from its n-th matched frame on (PGT only;
-    the track exists, and is matched, from its first). `score_evidence` k > 0 publishes a
-    track's score times hits / (hits + k) (hits: its matched frames so far), so that a track
-    seen once ranks below one seen many times with the same detection scores (0: off). Error
+    the track exists, and is matched, from its first). `score_model` [b, w_s, w_h]
+    publishes a track's learned probability of being right, sigmoid(b + w_s logit(score) +
+    w_h log(hits)) (hits: its matched frames so far; fitted on stage-2 training videos by
+    bench/fit_track_score.py), instead of its running detection score (empty: off). Error
     correction runs only on frames at most `correction_max_interval` seconds after the
     previous one (default 0.05 s: streams of 20 fps and more). Chosen on validation sets
     (docs/model.md): on every frame it gained +0.005 AP at 25-30 fps, but cost HOTA 0.024 and
@@ -154,7 +155,7 @@ class TrackerConfig:
     output_score: float = 0.3
     coast_seconds: float = 0.0
     publish_min_hits: int = 1
-    score_evidence: float = 0.0
+    score_model: list[float] = field(default_factory=list)
     memory_from: str = "query"
     score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
@@ -254,9 +255,11 @@ class ModelConfig:
         _check(isinstance(tr.publish_min_hits, int) and not isinstance(tr.publish_min_hits, bool)
                and tr.publish_min_hits >= 1, "tracker.publish_min_hits", tr.publish_min_hits,
                "an int >= 1 (1: a track is published from its first frame)")
-        _check(_is_number(tr.score_evidence) and math.isfinite(tr.score_evidence)
-               and tr.score_evidence >= 0, "tracker.score_evidence", tr.score_evidence,
-               "a finite number >= 0 (0: off; k: published score x hits / (hits + k))")
+        _check(isinstance(tr.score_model, (list, tuple))
+               and (len(tr.score_model) == 0 or (len(tr.score_model) == 3 and all(
+                   _is_number(x) and math.isfinite(x) for x in tr.score_model))),
+               "tracker.score_model", tr.score_model,
+               "[] (off) or 3 finite numbers [b, w_s, w_h]")
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -191,19 +192,26 @@ def test_publish_min_hits_holds_a_new_track_back_until_its_nth_match(min_hits):
 
 
 @torch.no_grad()
-def test_score_evidence_lowers_a_new_track_and_recovers_as_it_matches():
-    # The same object on 4 frames: with score_evidence 1 the published score is the running
-    # detection score x hits / (hits + 1), so 1/2, 2/3, 3/4, 4/5 of the undiscounted one.
+def test_score_model_lowers_a_new_track_and_raises_it_as_it_matches():
+    # The same object on 4 frames: with a score model the published score is
+    # sigmoid(b + w_s logit(running score) + w_h log(hits)) of the plain tracker's score.
     frames = [{1: region(2, 2)}] * 4
-    plain, evid = make_tracker(), make_tracker(score_evidence=1.0)
+    weights = [-4.0, 1.5, 0.7]
+    plain, learned = make_tracker(), make_tracker(score_model=weights)
     heads = plain[1]
-    s0, s1 = plain[0].init_state(), evid[0].init_state()
+    s0, s1 = plain[0].init_state(), learned[0].init_state()
+    published = []
     for i, objects in enumerate(frames):
         s0, r0 = plain[0].step(s0, scene(objects), i * 0.5, heads)
-        s1, r1 = evid[0].step(s1, scene(objects), i * 0.5, heads)
+        s1, r1 = learned[0].step(s1, scene(objects), i * 0.5, heads)
         assert r0.ids.tolist() == r1.ids.tolist() and r0.visible.tolist() == r1.visible.tolist()
         k = int(torch.nonzero(r0.visible).flatten()[0])
-        torch.testing.assert_close(r1.score[k], r0.score[k] * (i + 1) / (i + 2))
+        raw = r0.score[k].double().clamp(1e-4, 1 - 1e-4)
+        want = torch.sigmoid(weights[0] + weights[1] * torch.logit(raw)
+                             + weights[2] * math.log(i + 1))
+        torch.testing.assert_close(r1.score[k].double(), want, atol=1e-6, rtol=1e-5)
+        published.append(float(r1.score[k]))
+    assert published == sorted(published) and published[0] < published[-1]
 
 
 def test_publish_min_hits_is_validated():
@@ -211,10 +219,11 @@ def test_publish_min_hits_is_validated():
     cfg.tracker.publish_min_hits = 0
     with pytest.raises(ValueError, match=r"tracker\.publish_min_hits"):
         cfg.validate()
-    cfg = preset("tiny")
-    cfg.tracker.score_evidence = -1.0
-    with pytest.raises(ValueError, match=r"tracker\.score_evidence = -1\.0"):
-        cfg.validate()
+    for bad in ([1.0], [0.0, 1.0, float("nan")], "0 1 1", [0.0, "a", 1.0]):
+        cfg = preset("tiny")
+        cfg.tracker.score_model = bad
+        with pytest.raises(ValueError, match=r"tracker\.score_model"):
+            cfg.validate()
 
 
 @pytest.mark.parametrize("memory_from", ["query", "detection"])

@@ -38,7 +38,7 @@ VARIANTS = {
     # Only after intervals of at most 0.3 s (the replays mix shorter and longer ones).
     "correction_close_frames": {"use_correction": True, "correction_max_interval": 0.3},
     "position_no_sim": {"lost_by_position": True, "use_sim": False, "use_rcp": False},
-    "score_evidence": {"score_evidence": 1.0},
+    "score_model": {"score_model": [-4.0, 1.5, 0.7]},
 }
 
 

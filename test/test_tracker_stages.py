@@ -327,16 +327,21 @@ def test_publish_policies_coasting_and_duplicate_suppression():
     assert suppress_duplicates(visible, score, masks, 1.0).tolist() == visible.tolist()
 
 
-def test_evidence_score_discounts_tracks_seen_few_times():
-    from spvis_model.tracker.publish import evidence_score
+def test_track_score_model_ranks_tracks_seen_often_above_one_frame_tracks():
+    from spvis_model.tracker.publish import track_score
 
     score = torch.tensor([0.98, 0.98, 0.6, 0.9])
     hits = torch.tensor([1, 9, 3, 1])
-    assert torch.equal(evidence_score(score, hits, 0.0), score)
-    got = evidence_score(score, hits, 1.0)
-    torch.testing.assert_close(got, torch.tensor([0.49, 0.882, 0.45, 0.45]))
+    assert torch.equal(track_score(score, hits, []), score)
+    b, w_s, w_h = -4.0, 1.5, 0.7
+    got = track_score(score, hits, [b, w_s, w_h])
+    want = torch.sigmoid(b + w_s * torch.logit(score) + w_h * hits.double().log()).float()
+    torch.testing.assert_close(got, want)
     # The one-frame 0.98 track now ranks below the same scores seen nine times.
     assert got[0] < got[1] and got.dtype == score.dtype
+    # Scores of exactly 0 or 1 stay finite.
+    edge = track_score(torch.tensor([0.0, 1.0]), torch.tensor([1, 1]), [b, w_s, w_h])
+    assert torch.isfinite(edge).all() and 0 < edge[0] < edge[1] < 1
 
 
 def test_lost_by_position_matches_a_lost_track_where_it_was():

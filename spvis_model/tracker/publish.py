@@ -13,6 +13,8 @@ that, both off by default and measured in the ablation harness (docs/model.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from spvis_model.tracker.geometry import soft_iou
@@ -72,22 +74,25 @@ def suppress_duplicates(visible: torch.Tensor, score: torch.Tensor, low: torch.T
     return out
 
 
-def evidence_score(score: torch.Tensor, hits: torch.Tensor, evidence: float) -> torch.Tensor:
-    """The score a track is published with: its running detection score discounted by how
-    little evidence it has, score x hits / (hits + `evidence`) (`evidence` 0: the score as is).
+def track_score(score: torch.Tensor, hits: torch.Tensor, model: Sequence[float]) -> torch.Tensor:
+    """The score a track is published with. Without a score model (`model` empty) its running
+    detection score; with one, [b, w_s, w_h], the learned probability that the track is right,
+    sigmoid(b + w_s * logit(score) + w_h * log(hits)).
 
     A one-frame track at 1-2 fps is usually a false detection even when the detection scored
-    0.98 (docs/model.md); with `evidence` k its score is score / (1 + k) on its first frame and
-    approaches the detection scores as it keeps matching.
+    0.98 (docs/model.md): with w_h > 0 a track seen once ranks below one with the same
+    detection scores seen many times. The weights are fitted on stage-2 training videos
+    (bench/fit_track_score.py).
 
     Args:
         score: (V,) running mean of the matched detections' scores; hits: (V,) int matched
             frames so far (>= 1 for a track published this frame).
 
     Returns:
-        (V,) float scores.
+        (V,) scores, `score`'s dtype.
     """
-    if evidence <= 0:
+    if not model:
         return score
-    h = hits.to(score.dtype)
-    return score * h / (h + evidence)
+    b, w_s, w_h = (float(x) for x in model)
+    h = hits.clamp_min(1).to(score.dtype)
+    return torch.sigmoid(b + w_s * torch.logit(score.clamp(1e-4, 1 - 1e-4)) + w_h * h.log())

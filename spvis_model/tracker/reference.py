@@ -32,7 +32,7 @@ from spvis_model.tracker.lifecycle import (
     select_births,
 )
 from spvis_model.tracker.memory import prototype, write_snapshots
-from spvis_model.tracker.publish import coasting, evidence_score, suppress_duplicates
+from spvis_model.tracker.publish import coasting, suppress_duplicates, track_score
 from spvis_model.tracker.settings import TrackSettings
 from spvis_model.tracker.state import FREE, TrackerState
 from spvis_model.tracker.types import FrameFeatures, TrackStep
@@ -76,8 +76,8 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
         det_index=live.det, class_logits=out.class_logits,
         running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
         visibility=out.visibility,
-            score=evidence_score(new_state.score[live.slots], new_state.hits[live.slots],
-                                 cfg.score_evidence),
+            score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
+                                 cfg.score_model),
         first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined)
     return new_state, result
 

@@ -33,7 +33,7 @@ from spvis_model.tracker.layers import BoxEncoding
 from spvis_model.tracker.lifecycle import advance
 from spvis_model.tracker.memory import prototype, write_snapshots_where
 from spvis_model.tracker.plan import HOST_STATE, LIFECYCLE_FIELDS, FramePlan, plan_frame
-from spvis_model.tracker.publish import coasting, evidence_score, suppress_duplicates
+from spvis_model.tracker.publish import coasting, suppress_duplicates, track_score
 from spvis_model.tracker.rcp import RefinementCompensator
 from spvis_model.tracker.referring import ReferringDecoder
 from spvis_model.tracker.settings import TrackSettings
@@ -183,8 +183,8 @@ class Tracker(nn.Module):
             det_index=live.det, class_logits=out.class_logits,
             running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
             visibility=out.visibility,
-            score=evidence_score(new_state.score[live.slots], new_state.hits[live.slots],
-                                 cfg.score_evidence),
+            score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
+                                 cfg.score_model),
             first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined,
             host=host)
         new_state._host_last_stamp = (new_state.last_stamp, float(stamp))  # see SPVIS._check_stamp

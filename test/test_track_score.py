@@ -1,0 +1,76 @@
+"""Stage 2's track-score model: the fit on hand-made tracks, and the collection of tracks from
+cached segmenter outputs (test_feature_cache.py's tiny cache)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spvis_model.training.track_score import TrackFrames, features, fit_track_score
+
+
+def track(score: float, frames: int, iou: float, vid: int = 1, tid: int = 1) -> TrackFrames:
+    return TrackFrames(vid, tid, np.full(frames, score), np.arange(1, frames + 1), iou)
+
+
+def predict(weights: list[float], t: TrackFrames) -> float:
+    z = weights[0] + features(t.score, t.hits) @ torch.tensor(weights[1:], dtype=torch.float64)
+    return float(torch.sigmoid(z).mean())
+
+
+def test_fit_learns_that_one_frame_tracks_are_wrong_more_often():
+    rng = np.random.default_rng(0)
+    # Right tracks: seen 5-30 times at 0.8-0.95. Wrong ones: seen once or twice at 0.9-0.99,
+    # plus a few long weak ones.
+    right = [track(rng.uniform(0.8, 0.95), int(rng.integers(5, 30)), 0.8, tid=i)
+             for i in range(40)]
+    wrong = [track(rng.uniform(0.9, 0.99), int(rng.integers(1, 3)), 0.1, tid=100 + i)
+             for i in range(40)]
+    wrong += [track(rng.uniform(0.3, 0.5), 20, 0.2, tid=200 + i) for i in range(10)]
+    weights = fit_track_score(right + wrong)
+    assert len(weights) == 3 and all(np.isfinite(weights))
+    _, w_s, w_h = weights
+    assert w_h > 0 and w_s > 0
+    # A one-frame 0.98 track ranks below a 20-frame 0.9 track; a raw mean score would not.
+    assert predict(weights, track(0.98, 1, 0)) < predict(weights, track(0.9, 20, 0))
+    scores = np.array([predict(weights, t) for t in right + wrong])
+    labels = np.array([t.right for t in right + wrong])
+    assert scores[labels].min() > np.median(scores[~labels])
+
+
+def test_fit_refuses_data_without_both_outcomes():
+    with pytest.raises(ValueError, match="right and wrong tracks"):
+        fit_track_score([track(0.9, 5, 0.9), track(0.8, 3, 0.7)])
+    with pytest.raises(ValueError, match="right and wrong tracks"):
+        fit_track_score([])
+
+
+def test_collected_tracks_match_the_results_of_the_same_tracker(trained_tiny, tmp_path):
+    import dataclasses
+
+    from spvis_model.ablation import make_variant, variant_results
+    from spvis_model.data.synthetic import generate, preset
+    from spvis_model.feature_cache import build_cache
+    from spvis_model.training.track_score import collect_track_frames
+
+    cfg = dataclasses.replace(preset("easy"), width=96, height=64, videos=2, frames=6,
+                              classes=("disk", "square"), objects=(2, 2), seed=11)
+    data = generate(cfg, tmp_path / "data")
+    cache = build_cache(trained_tiny, data, tmp_path / "cache", progress=False)
+    tracks = collect_track_frames(trained_tiny, cache, data)
+    raw = make_variant(trained_tiny, "raw", {"score_model": [], "score_calibration": [1.0, 0.0]})
+    results = variant_results(trained_tiny, cache, data, [raw], progress=False)["raw"]
+    assert len(tracks) == len(results) > 0
+    for t, r in zip(tracks, results, strict=True):
+        assert t.video_id == r["video_id"]
+        # Published frames of the track = its non-empty segmentations, each with its running
+        # score; the mean is the result's score.
+        assert len(t.score) == sum(s is not None for s in r["segmentations"])
+        assert np.mean(t.score) == pytest.approx(r["score"], abs=1e-5)
+        assert (np.diff(t.hits) > 0).all() and t.hits[0] >= 1
+        assert 0.0 <= t.iou <= 1.0
+    # Every track lies on one of the clips' objects (the tiny model's masks are coarse: video
+    # IoU 0.09-0.33, so none is right), and `right` is IoU >= 0.5.
+    assert all(t.iou > 0.05 for t in tracks)
+    assert [t.right for t in tracks] == [t.iou >= 0.5 for t in tracks]
