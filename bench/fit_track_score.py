@@ -7,10 +7,10 @@ Runs the model's PGT tracker on the cached segmenter outputs of the sets (bench/
 built on first use), labels every published track right or wrong (video IoU >= 0.5 with a
 ground-truth track of its category) and fits P(right) = sigmoid(b + w_s logit(score) + w_h
 log(hits)) (spvis_model.training.track_score). Prints the weights and the AUC of the tracks'
-mean scores before and after; with --out, writes the model with tracker.score_model set and
-its score calibration reset to the identity (it was fitted on the other scores; refit it with
-bench/calibrate.py). The weights do not change (bench/tracker_settings.py; the change is
-recorded in the meta). Only `train` sets: whether the score model is kept is decided on
+mean scores before and after; with --out, writes the model with tracker.score_model set (the
+weights do not change: bench/tracker_settings.py, the change recorded in the meta). The score
+model ranks whole tracks in result files; per-frame published scores and their calibration
+are untouched. Only `train` sets: whether the score model is kept is decided on
 validation sets afterwards (bench/ablation.py --sets val_...).
 """
 
@@ -75,15 +75,10 @@ def main(argv: list[str] | None = None) -> int:
           f"AUC (training tracks) {auc(before, right):.3f} -> {auc(after, right):.3f}")
     if args.out:
         value = "[" + ", ".join(f"{w:.4f}" for w in weights) + "]"
-        rc = tracker_settings.main([
+        return tracker_settings.main([
             "--checkpoint", str(args.checkpoint), "--set", f"score_model={value}",
-            "--set", "score_calibration=[1.0, 0.0]",
             "--why", f"bench/fit_track_score.py --sets {args.sets} --l2 {args.l2}",
             "--out", str(args.out)])
-        if rc:
-            return rc
-        print(f"now refit the calibration: python bench/calibrate.py --checkpoint {args.out} "
-              f"--sets val_heldout,val_real --out {args.out}")
     return 0
 
 

@@ -31,11 +31,9 @@ from spvis_model.tracker.tracker import Tracker
 _ALL_OFF = {"use_reid": False, "use_sim": False, "use_referring": False,
             "use_correction": False, "use_rcp": False}
 # The stage rows compare trackers on raw scores (the running detection score, no track-score
-# model): a calibration fitted for one tracker configuration would favour it. The track-score
-# row adds the model's own score model (stage 2, uncalibrated); the last row is the model
-# exactly as configured.
-_UNCALIBRATED = {"score_calibration": [1.0, 0.0], "output_score": 0.3}
-_RAW = {**_UNCALIBRATED, "score_model": []}
+# model): a calibration fitted for one tracker configuration would favour it. The last row is
+# the model exactly as configured.
+_RAW = {"score_calibration": [1.0, 0.0], "output_score": 0.3, "score_model": []}
 # The error-correction rows run it on every frame, whatever frame-interval limit the model is
 # configured with; the last row shows the configured limit.
 _EVERY_FRAME = {"use_correction": True, "correction_max_interval": math.inf}
@@ -53,8 +51,6 @@ ABLATION: dict[str, dict[str, Any]] = {
                            "use_sim": True, **_EVERY_FRAME},
     "+ RCP (every stage)": {**_RAW, "use_reid": True, "use_referring": True, "use_sim": True,
                             **_EVERY_FRAME, "use_rcp": True},
-    "+ track-score model": {**_UNCALIBRATED, "use_reid": True, "use_referring": True,
-                            "use_sim": True, **_EVERY_FRAME, "use_rcp": True},
     "PGT as shipped (config defaults)": {},
 }
 

@@ -120,9 +120,10 @@ class TrackerConfig:
     ("detection", in the segmenter's space whatever stage 2 learns). `publish_min_hits` > 1
     publishes a track only from its n-th matched frame on (PGT only;
     the track exists, and is matched, from its first). `score_model` [b, w_s, w_h]
-    publishes a track's learned probability of being right, sigmoid(b + w_s logit(score) +
-    w_h log(hits)) (hits: its matched frames so far; fitted on stage-2 training videos by
-    bench/fit_track_score.py), instead of its running detection score (empty: off). Error
+    ranks whole tracks (result files, AP) by their learned probability of being right,
+    sigmoid(b + w_s logit(score) + w_h log(hits)) (hits: matched frames so far; fitted on
+    stage-2 training videos by bench/fit_track_score.py) instead of their running detection
+    score; per-frame published scores do not change (empty: off). Error
     correction runs only on frames at most `correction_max_interval` seconds after the
     previous one (default 0.05 s: streams of 20 fps and more). Chosen on validation sets
     (docs/model.md): on every frame it gained +0.005 AP at 25-30 fps, but cost HOTA 0.024 and

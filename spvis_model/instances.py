@@ -20,6 +20,9 @@ class Instances:
         masks: (N, H, W) bool at the frame's resolution.
         visibility: (N,) float32 in [0, 1].
         first_seen: (N,) float64 stamp of the frame where each id first appeared.
+        track_scores: (N,) float32 in [0, 1], each track's learned probability of being right
+            (stage 2's score model) when the model has one, else None. Result files rank whole
+            tracks by it (spvis_model.eval.results); `scores` is what is published per frame.
     """
 
     ids: np.ndarray
@@ -30,6 +33,7 @@ class Instances:
     masks: np.ndarray
     visibility: np.ndarray
     first_seen: np.ndarray
+    track_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

@@ -334,6 +334,8 @@ class SPVIS(nn.Module):
             masks=masks.cpu().numpy(),
             visibility=result.visibility[keep][nonempty].float().cpu().numpy(),
             first_seen=result.first_seen[keep][nonempty].cpu().numpy().astype(np.float64),
+            track_scores=None if result.track_score is None
+            else result.track_score[keep][nonempty].float().cpu().numpy(),
         )
 
     def _postprocess_host(self, result: TrackStep, geom: FrameGeometry,
@@ -362,6 +364,8 @@ class SPVIS(nn.Module):
                "labels": result.running_logits[idx][:, :-1].argmax(-1),
                "scores": score[idx].float(), "boxes": masks_to_boxes(masks),
                "visibility": result.visibility[idx].float()}
+        if result.track_score is not None:
+            out["track_scores"] = result.track_score[idx].float()
         packed = masks.device.type == "cuda"
         out["masks"] = _pack_bits(masks) if packed else masks
         got = to_host(out, "instances")
@@ -384,6 +388,8 @@ class SPVIS(nn.Module):
                 masks=mask_np,
                 visibility=got["visibility"].numpy()[sel],
                 first_seen=host.first_seen.numpy()[rows_np].astype(np.float64),
+                track_scores=got["track_scores"].numpy()[sel] if "track_scores" in got
+                else None,
             )
 
     # --- helpers --------------------------------------------------------------------------------

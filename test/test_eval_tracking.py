@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -228,6 +229,34 @@ def test_results_from_tracks():
     gt = {"videos": [video(4, 3)], "categories": [{"id": 10, "name": "x"}, {"id": 20, "name": "y"}],
           "annotations": [gt_ann(1, 4, 20, [a[0], None, a[2]]), gt_ann(2, 4, 10, b)]}
     assert evaluate(gt, out)["AP"] == approx(1.0)
+
+
+def test_results_rank_tracks_by_track_scores_when_frames_carry_them():
+    from spvis_model.instances import Instances
+
+    a, b = two_object_scene(2)
+
+    def inst(ids, labels, scores, track, masks):
+        n = len(ids)
+        return Instances(ids=np.array(ids, np.int64), labels=np.array(labels, np.int64),
+                         label_names=["x"] * n, scores=np.array(scores, np.float32),
+                         boxes=np.zeros((n, 4), np.float32), masks=np.stack(masks),
+                         visibility=np.ones(n, np.float32), first_seen=np.zeros(n),
+                         track_scores=None if track is None else np.array(track, np.float32))
+
+    frames = [inst([1, 2], [0, 1], [0.9, 0.4], [0.2, 0.7], [a[0], b[0]]),
+              inst([1, 2], [1, 1], [0.9, 0.6], [0.3, 0.8], [a[1], b[1]])]
+    one, two = results_from_tracks(1, frames, [10, 20])
+    # The result score is the mean track score; the category still follows per-frame scores
+    # (track 1: label 0 and label 1 both at 0.9 -> the smaller label).
+    assert one["score"] == approx(0.25) and two["score"] == approx(0.75)
+    assert one["category_id"] == 10 and two["category_id"] == 20
+    plain = results_from_tracks(1, [dataclasses.replace(f, track_scores=None) for f in frames],
+                                [10, 20])
+    assert [r["score"] for r in plain] == [approx(0.9), approx(0.5)]
+    bad = dataclasses.replace(frames[0], track_scores=np.array([0.1, np.nan], np.float32))
+    with pytest.raises(ValueError, match=r"frames\[0\]\.track_scores must be finite"):
+        results_from_tracks(1, [bad], [10, 20])
 
 
 def test_results_from_tracks_rejects_bad_frames():

@@ -74,3 +74,12 @@ def test_collected_tracks_match_the_results_of_the_same_tracker(trained_tiny, tm
     # IoU 0.09-0.33, so none is right), and `right` is IoU >= 0.5.
     assert all(t.iou > 0.05 for t in tracks)
     assert [t.right for t in tracks] == [t.iou >= 0.5 for t in tracks]
+    # With a score model the result files rank each track by its mean learned score over the
+    # same frames (tracker -> postprocess -> results); the published frames do not change.
+    weights = [-4.0, 1.5, 0.7]
+    learned = make_variant(trained_tiny, "learned", {"score_model": weights,
+                                                     "score_calibration": [1.0, 0.0]})
+    ranked = variant_results(trained_tiny, cache, data, [learned], progress=False)["learned"]
+    assert [r["segmentations"] for r in ranked] == [r["segmentations"] for r in results]
+    for t, r in zip(tracks, ranked, strict=True):
+        assert r["score"] == pytest.approx(predict(weights, t), abs=1e-5)

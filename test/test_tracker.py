@@ -192,9 +192,10 @@ def test_publish_min_hits_holds_a_new_track_back_until_its_nth_match(min_hits):
 
 
 @torch.no_grad()
-def test_score_model_lowers_a_new_track_and_raises_it_as_it_matches():
-    # The same object on 4 frames: with a score model the published score is
-    # sigmoid(b + w_s logit(running score) + w_h log(hits)) of the plain tracker's score.
+def test_score_model_ranks_a_new_track_low_and_raises_it_as_it_matches():
+    # The same object on 4 frames: with a score model the track score is
+    # sigmoid(b + w_s logit(running score) + w_h log(hits)) of the plain tracker's score, and
+    # what is published per frame (`score`) does not change.
     frames = [{1: region(2, 2)}] * 4
     weights = [-4.0, 1.5, 0.7]
     plain, learned = make_tracker(), make_tracker(score_model=weights)
@@ -205,12 +206,13 @@ def test_score_model_lowers_a_new_track_and_raises_it_as_it_matches():
         s0, r0 = plain[0].step(s0, scene(objects), i * 0.5, heads)
         s1, r1 = learned[0].step(s1, scene(objects), i * 0.5, heads)
         assert r0.ids.tolist() == r1.ids.tolist() and r0.visible.tolist() == r1.visible.tolist()
+        assert r0.track_score is None and torch.equal(r0.score, r1.score)
         k = int(torch.nonzero(r0.visible).flatten()[0])
         raw = r0.score[k].double().clamp(1e-4, 1 - 1e-4)
         want = torch.sigmoid(weights[0] + weights[1] * torch.logit(raw)
                              + weights[2] * math.log(i + 1))
-        torch.testing.assert_close(r1.score[k].double(), want, atol=1e-6, rtol=1e-5)
-        published.append(float(r1.score[k]))
+        torch.testing.assert_close(r1.track_score[k].double(), want, atol=1e-6, rtol=1e-5)
+        published.append(float(r1.track_score[k]))
     assert published == sorted(published) and published[0] < published[-1]
 
 

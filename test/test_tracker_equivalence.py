@@ -42,7 +42,9 @@ VARIANTS = {
 }
 
 
-def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
     if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
         return False
     if a.is_floating_point():
@@ -72,6 +74,10 @@ def assert_same_instances(new, ref, where: str) -> None:
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), \
             f"{where}: instances.{name}"
     assert new.label_names == ref.label_names, where
+    a, b = new.track_scores, ref.track_scores
+    assert (a is None) == (b is None), f"{where}: instances.track_scores"
+    assert a is None or (a.dtype == b.dtype and np.array_equal(a, b)), \
+        f"{where}: instances.track_scores"
 
 
 # --- hand-made scenes ---------------------------------------------------------------------------

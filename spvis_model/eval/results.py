@@ -14,7 +14,9 @@ class FrameInstances(Protocol):
     """What the tracker outputs for one frame (N instances; any object with these fields).
 
     ids: int64 (N,) persistent track ids. labels: int (N,) category index into the dataset's
-    categories order. scores: float (N,). masks: bool (N, H, W).
+    categories order. scores: float (N,). masks: bool (N, H, W). An optional `track_scores`
+    float (N,) (spvis_model.instances.Instances: stage 2's learned track score), when present
+    and not None, is what a track's result score averages instead of `scores`.
     """
 
     ids: np.ndarray
@@ -65,13 +67,27 @@ def _check_frame(t: int, frame: FrameInstances, n_labels: int, size: tuple[int, 
     return ids, labels, scores, masks
 
 
+def _track_scores(t: int, frame: FrameInstances, scores: np.ndarray) -> np.ndarray:
+    """The frame's `track_scores` when it has them (checked like `scores`), else `scores`."""
+    track = getattr(frame, "track_scores", None)
+    if track is None:
+        return scores
+    track = np.asarray(track, dtype=np.float64)
+    if track.shape != scores.shape or not np.all(np.isfinite(track)):
+        raise ValueError(f"frames[{t}].track_scores must be finite with shape {scores.shape} "
+                         f"like scores, got {track.shape}: {track.tolist()}")
+    return track
+
+
 def results_from_tracks(video_id: int, frames: Sequence[FrameInstances],
                         category_ids: Sequence[int] | Mapping[int, int]) -> list[dict[str, Any]]:
     """Convert one video's per-frame tracker outputs into YouTube-VIS results entries.
 
     One entry per persistent track id (in order of first appearance):
-    `score` = mean of the track's per-frame scores; `category_id` = category_ids[label] of the
-    label with the largest summed score over the track's frames (ties: smaller label index);
+    `score` = mean of the track's per-frame scores (of its per-frame `track_scores` where the
+    frames carry them: the learned probability that the track is right); `category_id` =
+    category_ids[label] of the label with the largest summed per-frame score over the track's
+    frames (ties: smaller label index);
     `segmentations[t]` = compressed COCO RLE with str counts where the track is present in frame
     t, else None.
 
@@ -93,6 +109,7 @@ def results_from_tracks(video_id: int, frames: Sequence[FrameInstances],
         ids, labels, frame_scores, masks = _check_frame(t, frame, n_labels, size)
         if ids.size == 0:
             continue
+        ranking = _track_scores(t, frame, frame_scores)
         size = (int(masks.shape[1]), int(masks.shape[2]))
         rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
         for k, tid in enumerate(ids.tolist()):
@@ -106,7 +123,7 @@ def results_from_tracks(video_id: int, frames: Sequence[FrameInstances],
                 label_score[tid] = {}
             segs[tid][t] = {"size": list(rles[k]["size"]),
                             "counts": rles[k]["counts"].decode("ascii")}
-            scores[tid].append(float(frame_scores[k]))
+            scores[tid].append(float(ranking[k]))
             label_score[tid][label] = label_score[tid].get(label, 0.0) + float(frame_scores[k])
     out = []
     for tid, track_segs in segs.items():

@@ -136,4 +136,6 @@ def known_classes(inst: Any, mapping: dict[int, int]) -> Any:
     return Instances(ids=inst.ids[keep], labels=inst.labels[keep],
                      label_names=[n for n, k in zip(inst.label_names, keep, strict=True) if k],
                      scores=inst.scores[keep], boxes=inst.boxes[keep], masks=inst.masks[keep],
-                     visibility=inst.visibility[keep], first_seen=inst.first_seen[keep])
+                     visibility=inst.visibility[keep], first_seen=inst.first_seen[keep],
+                     track_scores=None if inst.track_scores is None
+                     else inst.track_scores[keep])

@@ -75,9 +75,12 @@ def suppress_duplicates(visible: torch.Tensor, score: torch.Tensor, low: torch.T
 
 
 def track_score(score: torch.Tensor, hits: torch.Tensor, model: Sequence[float]) -> torch.Tensor:
-    """The score a track is published with. Without a score model (`model` empty) its running
-    detection score; with one, [b, w_s, w_h], the learned probability that the track is right,
-    sigmoid(b + w_s * logit(score) + w_h * log(hits)).
+    """The score whole tracks are ranked by (`TrackStep.track_score`: result files, AP).
+    Without a score model (`model` empty) the running detection score; with one, [b, w_s,
+    w_h], the learned probability that the track is right, sigmoid(b + w_s * logit(score) +
+    w_h * log(hits)). What is published per frame stays the running detection score: a new
+    track's learned score is low by design and would hold it back from the node for seconds
+    at 1-2 fps (docs/model.md).
 
     A one-frame track at 1-2 fps is usually a false detection even when the detection scored
     0.98 (docs/model.md): with w_h > 0 a track seen once ranks below one with the same

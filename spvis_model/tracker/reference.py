@@ -76,8 +76,9 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
         det_index=live.det, class_logits=out.class_logits,
         running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
         visibility=out.visibility,
-            score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
-                                 cfg.score_model),
+        score=new_state.score[live.slots],
+        track_score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
+                                cfg.score_model) if cfg.score_model else None,
         first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined)
     return new_state, result
 
@@ -187,4 +188,6 @@ def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
         masks=masks.cpu().numpy(),
         visibility=result.visibility[keep][nonempty].float().cpu().numpy(),
         first_seen=result.first_seen[keep][nonempty].cpu().numpy().astype(np.float64),
+        track_scores=None if result.track_score is None
+        else result.track_score[keep][nonempty].float().cpu().numpy(),
     )

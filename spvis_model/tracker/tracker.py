@@ -183,8 +183,9 @@ class Tracker(nn.Module):
             det_index=live.det, class_logits=out.class_logits,
             running_logits=new_state.class_logits[live.slots], mask_logits=out.mask_logits,
             visibility=out.visibility,
-            score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
-                                 cfg.score_model),
+            score=new_state.score[live.slots],
+            track_score=track_score(new_state.score[live.slots], new_state.hits[live.slots],
+                                    cfg.score_model) if cfg.score_model else None,
             first_seen=new_state.first_seen[live.slots], query=out.query, refined=refined,
             host=host)
         new_state._host_last_stamp = (new_state.last_stamp, float(stamp))  # see SPVIS._check_stamp

@@ -52,6 +52,9 @@ class TrackStep:
         first_seen: (V,) float64 stamps.
         query: (V, C) the propagated queries q (RCP output), for training losses.
         refined: (V, C) the referring decoder outputs o.
+        track_score: (V,) the track's learned probability of being right (stage 2's score
+            model, `TrackerConfig.score_model`) when the tracker has one, else None. Result
+            files rank whole tracks by it; what is published per frame is `score`.
         host: the same decisions already on the host (`TrackHost`), when the step made them
             there; None otherwise (e.g. the MinVIS baseline). Not a result of its own: equal
             to the device fields it copies.
@@ -69,6 +72,7 @@ class TrackStep:
     first_seen: torch.Tensor
     query: torch.Tensor
     refined: torch.Tensor
+    track_score: torch.Tensor | None = None
     host: TrackHost | None = field(default=None, compare=False, repr=False)
 
 
