@@ -29,7 +29,8 @@ import tracker_settings
 from eval_sets import ensure_cache, ensure_dataset, load_sets
 
 from spvis_model.model import SPVIS
-from spvis_model.training.track_score import collect_track_frames, features, fit_track_score
+from spvis_model.tracker.publish import track_score
+from spvis_model.training.track_score import collect_track_frames, fit_track_score
 
 
 def auc(scores: np.ndarray, right: np.ndarray) -> float:
@@ -52,14 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     sets = load_sets()
+    names = args.sets.split(",")
+    bad = [n for n in names if n not in sets or sets[n].role != "train"]
+    if bad:
+        print(f"--sets {bad}: not train sets of configs/eval_sets.yaml (train sets: "
+              f"{[n for n, s in sets.items() if s.role == 'train']}); the score model is "
+              "fitted on training videos and kept or not on validation ones", file=sys.stderr)
+        return 2
     model = SPVIS.from_checkpoint(args.checkpoint)
     tracks = []
-    for name in args.sets.split(","):
-        if name not in sets or sets[name].role != "train":
-            print(f"--sets {name}: not a train set of configs/eval_sets.yaml "
-                  f"(train sets: {[n for n, s in sets.items() if s.role == 'train']})",
-                  file=sys.stderr)
-            return 2
+    for name in names:
         data = ensure_dataset(sets[name], args.data_root)
         cache = ensure_cache(model, sets[name], args.data_root, args.cache_root)
         got = collect_track_frames(model, cache, data)
@@ -68,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = fit_track_score(tracks, args.l2)
     right = np.array([t.right for t in tracks])
     before = np.array([t.score.mean() for t in tracks])
-    after = np.array([float(torch.sigmoid(features(t.score, t.hits)
-                                          @ torch.tensor(weights[1:], dtype=torch.float64)
-                                          + weights[0]).mean()) for t in tracks])
+    after = np.array([float(track_score(torch.from_numpy(t.score), torch.from_numpy(t.hits),
+                                        weights).mean()) for t in tracks])
     print(f"score_model = [{weights[0]:.4f}, {weights[1]:.4f}, {weights[2]:.4f}]  "
           f"AUC (training tracks) {auc(before, right):.3f} -> {auc(after, right):.3f}")
     if args.out:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from spvis_model.tracker.publish import track_score
 from spvis_model.training.track_score import TrackFrames, features, fit_track_score
 
 
@@ -15,8 +16,30 @@ def track(score: float, frames: int, iou: float, vid: int = 1, tid: int = 1) -> 
 
 
 def predict(weights: list[float], t: TrackFrames) -> float:
-    z = weights[0] + features(t.score, t.hits) @ torch.tensor(weights[1:], dtype=torch.float64)
-    return float(torch.sigmoid(z).mean())
+    """The track's mean score as the tracker computes it (publish.track_score)."""
+    return float(track_score(torch.from_numpy(t.score), torch.from_numpy(t.hits), weights).mean())
+
+
+def test_fit_features_are_what_the_tracker_weights():
+    score = np.array([0.0, 0.3, 0.9, 0.98, 1.0])
+    hits = np.array([1, 2, 5, 20, 1])
+    weights = [-4.0, 1.5, 0.7]
+    z = weights[0] + features(score, hits) @ torch.tensor(weights[1:], dtype=torch.float64)
+    got = track_score(torch.from_numpy(score), torch.from_numpy(hits), weights)
+    torch.testing.assert_close(got, torch.sigmoid(z))
+
+
+def test_fit_tool_refuses_sets_that_are_not_training_sets():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "bench" / "fit_track_score.py"
+    run = subprocess.run([sys.executable, str(tool), "--checkpoint", "unused.pt",
+                          "--sets", "train_s2,val_heldout"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 2, run.stderr
+    assert "['val_heldout']: not train sets" in run.stderr
 
 
 def test_fit_learns_that_one_frame_tracks_are_wrong_more_often():

@@ -75,10 +75,11 @@ def suppress_duplicates(visible: torch.Tensor, score: torch.Tensor, low: torch.T
 
 
 def track_score(score: torch.Tensor, hits: torch.Tensor, model: Sequence[float]) -> torch.Tensor:
-    """The score whole tracks are ranked by (`TrackStep.track_score`: result files, AP).
-    Without a score model (`model` empty) the running detection score; with one, [b, w_s,
-    w_h], the learned probability that the track is right, sigmoid(b + w_s * logit(score) +
-    w_h * log(hits)). What is published per frame stays the running detection score: a new
+    """The score whole tracks are ranked by (`TrackStep.track_score`: result files, AP) under
+    a score model [b, w_s, w_h]: the learned probability that the track is right,
+    sigmoid(b + w_s * logit(score) + w_h * log(hits)). (Without a score model the tracker
+    ranks by the running detection score and does not call this.) What is published per
+    frame stays the running detection score: a new
     track's learned score is low by design and would hold it back from the node for seconds
     at 1-2 fps (docs/model.md).
 
@@ -94,8 +95,6 @@ def track_score(score: torch.Tensor, hits: torch.Tensor, model: Sequence[float])
     Returns:
         (V,) scores, `score`'s dtype.
     """
-    if not model:
-        return score
     b, w_s, w_h = (float(x) for x in model)
     h = hits.clamp_min(1).to(score.dtype)
     return torch.sigmoid(b + w_s * torch.logit(score.clamp(1e-4, 1 - 1e-4)) + w_h * h.log())

@@ -17,11 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-HIT_IOU = 0.5
+from spvis_model.eval.calibration import HIT_IOU
+
+if TYPE_CHECKING:
+    from spvis_model.feature_cache import FeatureCache
+    from spvis_model.model import SPVIS
 
 
 @dataclass
@@ -46,7 +51,7 @@ class TrackFrames:
         return self.iou >= HIT_IOU
 
 
-def collect_track_frames(model: object, cache: object, data: str | Path,
+def collect_track_frames(model: SPVIS, cache: FeatureCache, data: str | Path,
                          overrides: dict | None = None) -> list[TrackFrames]:
     """Run the model's PGT tracker (its configuration, `overrides` applied, without a score
     model and without calibration: the raw running scores) over the cached segmenter outputs
@@ -100,7 +105,8 @@ def collect_track_frames(model: object, cache: object, data: str | Path,
 
 
 def features(score: np.ndarray | torch.Tensor, hits: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(T, 2) float64 [logit(score), log(hits)], as `track_score` applies its weights."""
+    """(T, 2) float64 [logit(score), log(hits)], clamped as `track_score` (which applies the
+    fitted weights to them in the tracker) clamps them."""
     s = torch.as_tensor(score, dtype=torch.float64).clamp(1e-4, 1 - 1e-4)
     h = torch.as_tensor(hits, dtype=torch.float64).clamp_min(1)
     return torch.stack([torch.logit(s), h.log()], dim=-1)
