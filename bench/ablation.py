@@ -39,13 +39,26 @@ from spvis_model.model import SPVIS
 from spvis_model.weights import default_checkpoint
 
 
+def _split_items(spec: str) -> list[str]:
+    """Split 'a:1,b:[2, 3],c:4' at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for k, ch in enumerate(spec):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            items.append(spec[start:k])
+            start = k + 1
+    items.append(spec[start:])
+    return items
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """'name=key:value,key:value' -> (name, overrides); values are YAML scalars."""
+    """'name=key:value,key:[v, v]' -> (name, overrides); values are YAML (scalars or flow
+    lists, whose commas do not split items)."""
     name, _, spec = text.partition("=")
     if not name or not spec:
         raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=key:value,...")
     overrides = {}
-    for item in spec.split(","):
+    for item in _split_items(spec):
         key, _, value = item.partition(":")
         overrides[key.strip()] = yaml.safe_load(value)
     return name, overrides

@@ -114,7 +114,7 @@ def overlay_video(images_bag: Path, recording: Path, out_file: Path) -> tuple[in
 
     by_stamp = {}
     for m in iter_messages(recording, ["/cam0/instances"]):
-        arr = deserialize(m.data, m.msgtype)
+        arr = deserialize(m.data, m.msgtype, m.msgdef)
         by_stamp[stamp_ns(arr.header.stamp)] = arr
     writer = None
     frames = published = 0

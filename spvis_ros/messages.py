@@ -57,16 +57,20 @@ def select(inst: Instances, score_threshold: float, max_instances: int,
 def instance_array(inst: Instances, index: np.ndarray, header: object,
                    mask_encoding: str = "rle") -> InstanceArray:
     """InstanceArray with the input image's header; masks cropped to their (integer) boxes, as
-    COCO RLE (``mask_encoding="rle"``) or mono8 bytes, 255 = object (``"mono8"``)."""
+    COCO RLE (``mask_encoding="rle"``) or mono8 bytes, 255 = object (``"mono8"``);
+    ``track_score`` NaN when the model has no track-score model (``inst.track_scores`` None)."""
     encoding = ENCODINGS[mask_encoding]
     h, w = inst.image_size
     out = InstanceArray(header=header, width=w, height=h, mask_encoding=encoding)
+    track = inst.track_scores
     for i in index.tolist():
         x1, y1, x2, y2 = _int_box(inst.boxes[i], w, h)
         mask, rle = encode_mask(inst.masks[i, y1:y2, x1:x2], encoding)
         out.instances.append(Instance(
             id=int(inst.ids[i]), class_id=int(inst.labels[i]), class_name=inst.label_names[i],
-            score=float(inst.scores[i]), visibility=float(inst.visibility[i]),
+            score=float(inst.scores[i]),
+            track_score=float("nan") if track is None else float(track[i]),
+            visibility=float(inst.visibility[i]),
             bbox=RegionOfInterest(x_offset=x1, y_offset=y1, width=x2 - x1, height=y2 - y1,
                                   do_rectify=False),
             mask=mask, mask_rle=rle,

@@ -490,9 +490,13 @@ def test_truncated_sqlite_yields_what_sqlite_reads_then_raises(tmp_path):
 # --------------------------------------------------------------------------------------------
 # eval without a node: hand-made recordings
 # --------------------------------------------------------------------------------------------
-def write_recording(path: Path, bag: Path, skip: set[int], extra: bool = True) -> None:
-    """InstanceArrays made from the sidecar's GT (perfect predictions), except frames in
-    `skip`; plus (extra) one message matching no frame and one duplicate."""
+def write_recording(path: Path, bag: Path, skip: set[int], extra: bool = True,
+                    track_score: float | None = None, fake: bool = False) -> None:
+    """InstanceArrays made from the sidecar's GT (perfect predictions, score 0.9), except frames
+    in `skip`; plus (extra) one message matching no frame and one duplicate. `track_score`: the
+    instances' track_score (None: NaN, as from a model without a track-score model). `fake`:
+    one false track per video as well (a 4x4 square in the top-left corner, score 0.95,
+    track_score 0.05)."""
     import torch
     from rclpy.serialization import serialize_message
     from spvis_msgs.msg import InstanceArray
@@ -510,21 +514,29 @@ def write_recording(path: Path, bag: Path, skip: set[int], extra: bool = True) -
         anns = [a for a in side["annotations"] if a["video_id"] == video["id"]]
         for t, ns in enumerate(video["stamps_ns"]):
             present = [a for a in anns if a["segmentations"][t] is not None]
-            masks = np.zeros((len(present), video["height"], video["width"]), bool)
+            n = len(present) + fake
+            masks = np.zeros((n, video["height"], video["width"]), bool)
             for j, a in enumerate(present):
                 seg = dict(a["segmentations"][t])
                 masks[j] = decode_rle({"size": seg["size"], "counts": seg["counts"].encode()})
+            ids = [100 * video["id"] + a["id"] for a in present]
+            labels = [a["category_id"] - 1 for a in present]
+            scores, tracks = [0.9] * len(present), [track_score or 0.0] * len(present)
+            if fake:
+                masks[-1, :4, :4] = True
+                ids, labels = [*ids, 999], [*labels, 0]
+                scores, tracks = [*scores, 0.95], [*tracks, 0.05]
             inst = Instances(
-                ids=np.array([100 * video["id"] + a["id"] for a in present], np.int64),
-                labels=np.array([a["category_id"] - 1 for a in present], np.int64),
-                label_names=[CLASSES[a["category_id"] - 1] for a in present],
-                scores=np.full(len(present), 0.9, np.float32),
+                ids=np.array(ids, np.int64), labels=np.array(labels, np.int64),
+                label_names=[CLASSES[k] for k in labels],
+                scores=np.array(scores, np.float32),
                 boxes=masks_to_boxes(torch.from_numpy(masks)).numpy().astype(np.float32),
-                masks=masks, visibility=np.ones(len(present), np.float32),
-                first_seen=np.zeros(len(present)))
+                masks=masks, visibility=np.ones(n, np.float32),
+                first_seen=np.zeros(n),
+                track_scores=None if track_score is None else np.array(tracks, np.float32))
             header = Header(frame_id="cam0")
             header.stamp.sec, header.stamp.nanosec = divmod(ns, NS)
-            arr = messages.instance_array(inst, np.arange(len(present)), header)
+            arr = messages.instance_array(inst, np.arange(n), header)
             if k not in skip:
                 msgs.append((ns, bytes(serialize_message(arr))))
             k += 1
@@ -598,8 +610,63 @@ def test_eval_counts_dropped_frames_and_writes_overlays(tmp_path):
     assert "could not be read to the end" in (tmp_path / "ev2" / "report.md").read_text()
 
 
-def copy_to_plain_mcap(bag: Path, out: Path, chunk_size: int) -> None:
-    """Rewrite a bag as a bare .mcap with the `mcap` library (ros2 profile, ros2msg schemas)."""
+def test_eval_ranks_by_track_score_and_reads_recordings_from_before_it(tmp_path):
+    bag = tmp_path / "in"
+    write_image_bag(bag, [clip_video("a", 8, 7), clip_video("b", 6, 3)],
+                    categories=CATEGORIES)
+    opts = EvalOptions(images_bag=False)
+    # A false track that outscores the right ones frame by frame but not as a track.
+    rec = tmp_path / "rec"
+    write_recording(rec, bag, skip=set(), extra=False, track_score=0.9, fake=True)
+    by_track = evaluate_bag(rec, sidecar_path(bag), tmp_path / "ev", opts)
+    assert by_track.accounting.ranked_by == "track_score"
+    assert by_track.metrics["bag"]["ranked_by"] == "track_score"
+    assert by_track.metrics["ytvis"]["AP"] == pytest.approx(1.0)
+    fakes = [r for r in by_track.predictions if r["score"] < 0.5]
+    assert len(fakes) == 2 and all(r["score"] == pytest.approx(0.05) for r in fakes)
+    # NaN track scores (a model without a track-score model): ranked by the per-frame score,
+    # the false track first.
+    nan = tmp_path / "nan"
+    write_recording(nan, bag, skip=set(), extra=False, track_score=None, fake=True)
+    by_score = evaluate_bag(nan, sidecar_path(bag), tmp_path / "ev_nan", opts)
+    assert by_score.accounting.ranked_by == "score"
+    assert by_score.metrics["ytvis"]["AP"] < 0.99
+    # The same recording made before Instance had track_score (its own definition in the
+    # bag): read with that definition, scored like the NaN one.
+    old = tmp_path / "old.mcap"
+    copy_to_plain_mcap(nan, old, chunk_size=4096, drop_field="track_score")
+    schema = old.read_bytes()
+    assert b"float32 score" in schema and b"track_score" not in schema
+    from_old = evaluate_bag(old, sidecar_path(bag), tmp_path / "ev_old", opts)
+    assert from_old.accounting.ranked_by == "score"
+    assert from_old.accounting.matched == 14 and from_old.accounting.bad_instances == 0
+    assert from_old.metrics["ytvis"] == by_score.metrics["ytvis"]
+    assert from_old.predictions == by_score.predictions
+
+
+def _drop_field(store: object, msgtype: str, text: str, data: bytes, field: str
+                ) -> tuple[str, bytes]:
+    """(definition text, CDR bytes) of a message re-serialized without Instance.`field`: what
+    a node built with an older spvis_msgs recorded."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    old_text = "\n".join(line for line in text.splitlines()
+                         if line.split()[-1:] != [field])
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register(get_types_from_msg(old_text, msgtype))
+    msg = store.deserialize_cdr(data, msgtype)
+    inst_type = old.types["spvis_msgs/msg/Instance"]
+    names = [f for f in inst_type.__dataclass_fields__ if f != "__msgtype__"]
+    old_arr = old.types[msgtype](**{
+        **{k: getattr(msg, k) for k in old.types[msgtype].__dataclass_fields__
+           if k != "__msgtype__"},
+        "instances": [inst_type(**{k: getattr(i, k) for k in names}) for i in msg.instances]})
+    return old_text, bytes(old.serialize_cdr(old_arr, msgtype))
+
+
+def copy_to_plain_mcap(bag: Path, out: Path, chunk_size: int, drop_field: str = "") -> None:
+    """Rewrite a bag as a bare .mcap with the `mcap` library (ros2 profile, ros2msg schemas);
+    `drop_field`: without that Instance field, in definition and data (`_drop_field`)."""
     from mcap.writer import Writer
 
     from spvis_ros.bag.io import typestore
@@ -610,13 +677,16 @@ def copy_to_plain_mcap(bag: Path, out: Path, chunk_size: int) -> None:
         writer = Writer(f, chunk_size=chunk_size)
         writer.start(profile="ros2", library="spvis test")
         for msg in iter_messages(bag):
+            text = typestore().generate_msgdef(msg.msgtype, ros_version=2)[0]
+            data = msg.data
+            if drop_field:
+                text, data = _drop_field(typestore(), msg.msgtype, text, data, drop_field)
             if msg.topic not in channels:
-                text = typestore().generate_msgdef(msg.msgtype, ros_version=2)[0]
                 schemas[msg.msgtype] = writer.register_schema(msg.msgtype, "ros2msg",
                                                               text.encode())
                 channels[msg.topic] = writer.register_channel(msg.topic, "cdr",
                                                               schemas[msg.msgtype])
-            writer.add_message(channels[msg.topic], msg.log_time_ns, msg.data, msg.log_time_ns)
+            writer.add_message(channels[msg.topic], msg.log_time_ns, data, msg.log_time_ns)
         writer.finish()
 
 

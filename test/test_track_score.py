@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from spvis_model.tracker.publish import track_score
-from spvis_model.training.track_score import TrackFrames, features, fit_track_score
+from spvis_model.training.track_score import (
+    TrackFrames,
+    calibrate_track_score,
+    features,
+    fit_track_score,
+    mean_track_scores,
+)
 
 
 def track(score: float, frames: int, iou: float, vid: int = 1, tid: int = 1) -> TrackFrames:
@@ -60,6 +66,39 @@ def test_fit_learns_that_one_frame_tracks_are_wrong_more_often():
     scores = np.array([predict(weights, t) for t in right + wrong])
     labels = np.array([t.right for t in right + wrong])
     assert scores[labels].min() > np.median(scores[~labels])
+
+
+def test_track_calibration_makes_the_mean_score_the_hit_rate():
+    from spvis_model.eval.calibration import reliability
+
+    rng = np.random.default_rng(1)
+    weights = [-4.0, 1.5, 0.7]
+    # Tracks whose right-or-wrong follows a sharper version of the fitted model: the mean
+    # score is too high for the wrong ones (as on the validation sets) and too low for the
+    # right ones.
+    tracks = []
+    for i in range(600):
+        t = track(rng.uniform(0.6, 0.99), int(rng.integers(1, 40)), 0.0, tid=i)
+        p_true = 1 / (1 + np.exp(-(2.0 * np.log(mean_track_scores([t], weights)[0]
+                                                / (1 - mean_track_scores([t], weights)[0]))
+                                   - 0.5)))
+        t.iou = 0.8 if rng.random() < p_true else 0.1
+        tracks.append(t)
+    y = np.array([t.right for t in tracks])
+    new = calibrate_track_score(tracks, weights)
+    assert len(new) == 3 and all(np.isfinite(new))
+    before = reliability(mean_track_scores(tracks, weights), y).ece
+    after = reliability(mean_track_scores(tracks, new), y).ece
+    assert after < 0.6 * before and after < 0.06, (before, after)
+    # Same form: a scale a > 1 on the logit (sharper), applied to both weights alike.
+    assert new[1] / weights[1] == pytest.approx(new[2] / weights[2]) and new[1] > weights[1]
+    # The tool's numbers are what the tracker computes.
+    assert mean_track_scores(tracks[:1], new)[0] == pytest.approx(predict(new, tracks[0]))
+
+
+def test_track_calibration_refuses_one_sided_sets():
+    with pytest.raises(ValueError, match="needs right and wrong tracks"):
+        calibrate_track_score([track(0.9, 5, 0.8), track(0.8, 3, 0.9)], [-4.0, 1.5, 0.7])
 
 
 def test_fit_refuses_data_without_both_outcomes():

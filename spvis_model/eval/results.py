@@ -27,12 +27,13 @@ class FrameInstances(Protocol):
 
 @dataclass
 class FrameOutput:
-    """A plain `FrameInstances` (see its field shapes)."""
+    """A plain `FrameInstances` (see its field shapes), with optional `track_scores`."""
 
     ids: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     masks: np.ndarray
+    track_scores: np.ndarray | None = None
 
 
 def _check_frame(t: int, frame: FrameInstances, n_labels: int, size: tuple[int, int] | None

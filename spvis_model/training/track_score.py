@@ -10,6 +10,14 @@ weighted once, labelled right when its video IoU with a ground-truth track of it
 
     tracks = collect_track_frames(model, cache, "data/eval/train_s2/annotations.json")
     weights = fit_track_score(tracks)            # [b, w_s, w_h]
+
+A result file scores a track by the mean of its per-frame track scores. Fitted per frame on
+training videos, that mean is not calibrated on other videos (too high for wrong tracks:
+ECE 0.10-0.13 on the validation sets). `calibrate_track_score` refits the score model's
+logit scale and offset on validation tracks so that the mean itself is the probability that
+the track is right (bench/calibrate.py --target track):
+
+    weights = calibrate_track_score(val_tracks, weights)   # [a b + c, a w_s, a w_h]
 """
 
 from __future__ import annotations
@@ -145,3 +153,52 @@ def fit_track_score(tracks: Sequence[TrackFrames], l2: float = 1e-2) -> list[flo
     weights = p[1:] / sd
     bias = p[0] - (weights * mu).sum()
     return [float(bias), float(weights[0]), float(weights[1])]
+
+
+def _track_logits(tracks: Sequence[TrackFrames], weights: Sequence[float]) -> list[torch.Tensor]:
+    b, w_s, w_h = (float(x) for x in weights)
+    return [b + features(t.score, t.hits) @ torch.tensor([w_s, w_h], dtype=torch.float64)
+            for t in tracks]
+
+
+def mean_track_scores(tracks: Sequence[TrackFrames], weights: Sequence[float]) -> np.ndarray:
+    """(P,) float64 each track's result-file score under score model `weights`: the mean of
+    its per-frame track scores (what `results_from_tracks` computes from the tracker's)."""
+    return np.array([float(torch.sigmoid(z).mean()) for z in _track_logits(tracks, weights)])
+
+
+def calibrate_track_score(tracks: Sequence[TrackFrames], weights: Sequence[float],
+                          l2: float = 1e-3) -> list[float]:
+    """Refit the scale a and offset c of a score model's logit on `tracks` (validation videos)
+    so that each track's mean per-frame score, mean_t sigmoid(a z_t + c) with z_t =
+    b + w_s logit(score_t) + w_h log(hits_t), is the probability that it is right: minimises
+    the tracks' binary cross-entropy (each track once) + l2 * P * ((a - 1)^2 + c^2), the
+    penalty keeping a small or one-sided set near the identity. Returns the score model
+    [a b + c, a w_s, a w_h] (the same form: the tracker needs no new parameter).
+
+    Raises:
+        ValueError: fewer than 2 tracks with frames, or all right / all wrong.
+    """
+    tracks = [t for t in tracks if len(t.score)]
+    if len(tracks) < 2 or len({t.right for t in tracks}) < 2:
+        raise ValueError(f"calibrate_track_score needs right and wrong tracks, got "
+                         f"{len(tracks)} tracks, {sum(t.right for t in tracks)} right")
+    logits = _track_logits(tracks, weights)
+    y = torch.tensor([float(t.right) for t in tracks], dtype=torch.float64)
+    p = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([p], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        mean = torch.stack([torch.sigmoid(p[0] * z + p[1]).mean() for z in logits])
+        mean = mean.clamp(1e-9, 1 - 1e-9)
+        loss = torch.nn.functional.binary_cross_entropy(mean, y, reduction="sum") \
+            + l2 * len(tracks) * ((p[0] - 1) ** 2 + p[1] ** 2)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    a, c = (float(v) for v in p.detach())
+    b, w_s, w_h = (float(x) for x in weights)
+    return [a * b + c, a * w_s, a * w_h]

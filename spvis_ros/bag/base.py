@@ -30,7 +30,7 @@ _OWN_PACKAGES = {"spvis_msgs": ("msg", "msg"), "vision_msgs": ("ros_deps", "visi
 __all__ = ["COMPRESSED_TYPE", "DETECTIONS_TYPE", "IMAGE_TYPE", "IMAGE_TYPES", "INSTANCES_TYPE",
            "STORAGES", "BagError", "BagMessage", "BagWarning", "ImageFrame", "deserialize",
            "header_stamp_ns", "ns_to_seconds", "rclpy_type", "register_definition",
-           "register_installed", "stamp_ns", "typestore"]
+           "register_installed", "stamp_ns", "store_for", "typestore"]
 
 
 class BagError(RuntimeError):
@@ -48,12 +48,14 @@ class BagWarning(UserWarning):
 
 @dataclass(frozen=True)
 class BagMessage:
-    """One serialized message: its topic, type ("pkg/msg/Name"), log time (ns) and CDR bytes."""
+    """One serialized message: its topic, type ("pkg/msg/Name"), log time (ns) and CDR bytes,
+    and the ros2msg definition its bag recorded for the type ("" when it recorded none)."""
 
     topic: str
     msgtype: str
     log_time_ns: int
     data: bytes
+    msgdef: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,49 @@ def rclpy_type(msgtype: str) -> type:
                        f"its interface package installed?") from exc
 
 
-def deserialize(data: bytes, msgtype: str) -> Any:
-    """CDR bytes -> a rosbags message object (fields as attributes, arrays as numpy)."""
-    return typestore().deserialize_cdr(data, msgtype)
+def store_for(msgtype: str, msgdef: str = "") -> Any:
+    """The typestore that reads `msgtype` as a bag recorded it: the shared `typestore()` when
+    the bag's definition `msgdef` agrees with it for the type and every type it embeds (or is
+    empty or unparseable), else a store of that definition's own. A recording made with an
+    older spvis_msgs (e.g. without ``Instance.track_score``) then still reads, with the fields
+    it has."""
+    from rosbags.typesys import get_types_from_msg
+    from rosbags.typesys.base import TypesysError
+
+    store = typestore()
+    if not msgdef:
+        return store
+    try:
+        types = get_types_from_msg(msgdef, msgtype)
+    except (TypesysError, ValueError):
+        return store
+    if all(store.fielddefs.get(name) == value for name, value in types.items()):
+        return store
+    return _store_of(msgtype, msgdef)
+
+
+@functools.lru_cache(maxsize=16)
+def _store_of(msgtype: str, msgdef: str) -> Any:
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(msgdef, msgtype))
+    return store
+
+
+def deserialize(data: bytes, msgtype: str, msgdef: str = "") -> Any:
+    """CDR bytes -> a rosbags message object (fields as attributes, arrays as numpy), read
+    with the definition the bag recorded when it differs from ours (`store_for`).
+
+    Raises:
+        ValueError: the bytes are not a `msgtype` (truncated, corrupt, another definition).
+    """
+    from rosbags.serde.errors import SerdeError
+
+    try:
+        return store_for(msgtype, msgdef).deserialize_cdr(data, msgtype)
+    except SerdeError as exc:
+        raise ValueError(f"{len(data)} bytes do not deserialize as {msgtype}: {exc}") from exc
 
 
 def header_stamp_ns(data: bytes | memoryview) -> int:

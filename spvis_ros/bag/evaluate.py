@@ -8,8 +8,11 @@
    prediction's identity; the class is mapped by *name* to the GT category with that name
    (instances of classes the GT lacks are left out and counted). Per video,
    `spvis_model.eval.results_from_tracks` turns the frames into YouTube-VIS results (a track's
-   score is the mean of its per-frame scores, its category the one with the largest summed
-   score).
+   score is the mean of its per-frame ``track_score`` when every instance of the recording has
+   a finite one, as `spvis eval` ranks the model's own result files, else of its per-frame
+   ``score``: ``bag.ranked_by`` says which; its category the one with the largest summed
+   score). Recordings made with an older Instance definition read with the definition they
+   recorded.
 3. Frames of the GT with no recorded message are **dropped** frames: they count as frames where
    the tracker output nothing, and are reported (total, per video, and the first stamps).
    Messages that match no GT frame and second messages for one frame are counted too.
@@ -87,6 +90,7 @@ class Accounting:
     overlay_videos: dict[int, str] = field(default_factory=dict)
     images_read: int = 0
     images_error: str | None = None
+    ranked_by: str = "score"
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(vars(self))
@@ -104,6 +108,7 @@ class Accounting:
             line += f"; {self.bad_instances} malformed instances left out"
         if self.read_error:
             line += f"; READ ERROR: {self.read_error}"
+        line += f"; tracks ranked by {self.ranked_by}"
         return line
 
 
@@ -213,7 +218,7 @@ def collect(recorded: str | Path, gt: Any, raw: dict[str, Any], options: EvalOpt
         for msg in iter_messages(recorded, [topic]):
             acc.messages += 1
             try:
-                arr = deserialize(msg.data, msg.msgtype)
+                arr = deserialize(msg.data, msg.msgtype, msg.msgdef)
             except (ValueError, IndexError, KeyError, struct.error) as exc:
                 raise BagError(f"{recorded}: message {acc.messages - 1} on {topic} (log time "
                                f"{msg.log_time_ns} ns) does not deserialize: {exc}; read "
@@ -253,6 +258,8 @@ def predictions(gt: Any, by_frame: dict[tuple[int, int], Any], acc: Accounting,
     by_name = {name: i for i, name in enumerate(gt.categories.values())}
     left_out: dict[str, int] = defaultdict(int)
     results: list[dict[str, Any]] = []
+    by_track = _has_track_scores(by_frame.values())
+    acc.ranked_by = "track_score" if by_track else "score"
     for vid, video in gt.videos.items():
         frames = []
         for t in range(video.length):
@@ -264,7 +271,7 @@ def predictions(gt: Any, by_frame: dict[tuple[int, int], Any], acc: Accounting,
                     acc.dropped_stamps_ns.append(index_ns[(vid, t)])
                 frames.append(_empty(video.height, video.width))
                 continue
-            ids, labels, scores, masks = [], [], [], []
+            ids, labels, scores, track_scores, masks = [], [], [], [], []
             try:
                 decoded = decode_instances(arr)
             except ValueError as exc:
@@ -281,6 +288,7 @@ def predictions(gt: Any, by_frame: dict[tuple[int, int], Any], acc: Accounting,
                 ids.append(int(inst.id))
                 labels.append(by_name[name])
                 scores.append(float(inst.score))
+                track_scores.append(float(getattr(inst, "track_score", np.nan)))
                 masks.append(full)
             if not ids:
                 frames.append(_empty(video.height, video.width))
@@ -288,11 +296,28 @@ def predictions(gt: Any, by_frame: dict[tuple[int, int], Any], acc: Accounting,
             frames.append(FrameOutput(ids=np.asarray(ids, np.uint64),
                                       labels=np.asarray(labels, np.int64),
                                       scores=np.asarray(scores, np.float64),
-                                      masks=np.stack(masks)))
+                                      masks=np.stack(masks),
+                                      track_scores=np.asarray(track_scores, np.float64)
+                                      if by_track else None))
         results += results_from_tracks(vid, frames, cat_ids)
     acc.left_out_classes = dict(left_out)
     acc.instances_left_out = sum(left_out.values())
     return results
+
+
+def _has_track_scores(arrays: Any) -> bool:
+    """Whether tracks are ranked by the messages' ``track_score`` (as `spvis eval` ranks the
+    model's result files): only when every recorded instance carries a finite one (a node
+    whose model has no track-score model sends NaN; a recording made before the field existed
+    has none), else by the per-frame ``score`` for the whole recording."""
+    seen = False
+    for arr in arrays:
+        for inst in arr.instances:
+            value = float(getattr(inst, "track_score", np.nan))
+            if not np.isfinite(value):
+                return False
+            seen = True
+    return seen
 
 
 def _empty(height: int, width: int) -> Any:

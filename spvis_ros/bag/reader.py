@@ -110,6 +110,16 @@ def _single_mcap(files: list[Path]) -> Path | None:
     return files[0] if len(files) == 1 and files[0].suffix == ".mcap" else None
 
 
+def _msgdef(conn: Any) -> str:
+    """The ros2msg definition a rosbags connection recorded ("" if none)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+
+    msgdef = getattr(conn, "msgdef", None)
+    if msgdef is None or msgdef.format != MessageDefinitionFormat.MSG:
+        return ""
+    return str(msgdef.data or "")
+
+
 def _register_connections(connections: Iterable[Any]) -> None:
     for conn in connections:
         if conn.msgdef is not None and getattr(conn.msgdef, "data", ""):
@@ -126,27 +136,30 @@ def _scan_mcap(path: Path, topics: set[str] | None, *, messages: bool = True
     from mcap.records import Channel, DataEnd, Footer, Message, Schema
     from mcap.stream_reader import StreamReader
 
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
+    schemas: dict[int, tuple[str, str]] = {}
+    channels: dict[int, tuple[str, str, str]] = {}
     with path.open("rb") as f:
         for record in StreamReader(f, skip_magic=False).records:
             if isinstance(record, Schema):
-                schemas[record.id] = record.name
-                if record.encoding == "ros2msg":
-                    register_definition(record.name, record.data.decode("utf-8", "replace"))
+                text = record.data.decode("utf-8", "replace") \
+                    if record.encoding == "ros2msg" else ""
+                schemas[record.id] = (record.name, text)
+                if text:
+                    register_definition(record.name, text)
             elif isinstance(record, Channel):
                 if record.message_encoding != "cdr":
                     raise BagError(f"{path}: channel {record.topic!r} has message encoding "
                                    f"{record.message_encoding!r}; only cdr is supported")
-                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-                yield record.topic, channels[record.id][1], None
+                name, text = schemas.get(record.schema_id, ("", ""))
+                channels[record.id] = (record.topic, name, text)
+                yield record.topic, name, None
             elif isinstance(record, Message):
                 if not messages:
                     return  # channels precede their messages: the topic list is complete
-                topic, msgtype = channels[record.channel_id]
+                topic, msgtype, text = channels[record.channel_id]
                 if topics is None or topic in topics:
                     yield topic, msgtype, BagMessage(topic, msgtype, int(record.log_time),
-                                                     bytes(record.data))
+                                                     bytes(record.data), text)
             elif isinstance(record, (DataEnd, Footer)):
                 return
 
@@ -222,7 +235,7 @@ def iter_messages(path: str | Path, topics: Iterable[str] | None = None, *,
         for conn, t, data in _storage_messages(reader, wanted):
             count += 1
             per_topic[conn.topic] = per_topic.get(conn.topic, 0) + 1
-            yield BagMessage(conn.topic, conn.msgtype, int(t), bytes(data))
+            yield BagMessage(conn.topic, conn.msgtype, int(t), bytes(data), _msgdef(conn))
     except errors as exc:
         raise BagError(f"{path}: error while reading: {_describe(exc)}; read {count} messages "
                        "before the error", count) from exc
@@ -406,7 +419,7 @@ def decode_image(msg: BagMessage, max_pixels: int | None = None) -> tuple[Any, n
     from spvis_ros.image_conversion import DEFAULT_MAX_PIXELS
 
     transport = by_msgtype(msg.msgtype)
-    obj = deserialize(msg.data, msg.msgtype)
+    obj = deserialize(msg.data, msg.msgtype, msg.msgdef)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     return obj, transport.decode(obj, max_pixels=limit)
 
