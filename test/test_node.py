@@ -9,6 +9,7 @@ LabelInfo, diagnostics, services, parameters and the lifecycle transitions.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -117,6 +118,8 @@ def test_vision_msgs_detections_match_the_instances(running):
         hyp = d.results[0].hypothesis
         assert hyp.class_id == str(inst.class_id)
         assert abs(hyp.score - inst.score) < 1e-6
+        # The tiny test model has no track-score model: track_score is NaN, not a made-up 0.
+        assert math.isnan(inst.track_score), inst.track_score
         b = inst.bbox
         # The float box contains the integer box of the mask crop (within a pixel).
         assert abs(d.bbox.center.position.x - (b.x_offset + b.width / 2)) <= 1.0

@@ -124,6 +124,7 @@ def test_msg_files_match_generated_fields() -> None:
         "class_id": "int32",
         "class_name": "string",
         "score": "float",
+        "track_score": "float",
         "visibility": "float",
         "bbox": "sensor_msgs/RegionOfInterest",
         "mask": "sequence<uint8>",

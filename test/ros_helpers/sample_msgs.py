@@ -53,6 +53,7 @@ def make_sample(seed: int, big_mask: bool = False) -> Sample:
                 "class_id": 3,
                 "class_name": "person",
                 "score": 0.875,
+                "track_score": 0.5,
                 "visibility": 0.625,
                 "bbox": {
                     "x_offset": 11,
@@ -70,6 +71,7 @@ def make_sample(seed: int, big_mask: bool = False) -> Sample:
                 "class_id": -1,
                 "class_name": f"unknown_{rng.randrange(100)}",
                 "score": 0.25,
+                "track_score": 0.125,
                 "visibility": 0.0,
                 "bbox": {
                     "x_offset": 0,
@@ -100,6 +102,7 @@ def to_rclpy(sample: Sample) -> InstanceArray:
                 class_id=inst["class_id"],
                 class_name=inst["class_name"],
                 score=inst["score"],
+                track_score=inst["track_score"],
                 visibility=inst["visibility"],
                 bbox=RegionOfInterest(**inst["bbox"]),
                 mask=bytes(inst["mask"]),
@@ -129,6 +132,7 @@ def from_msg(msg: Any) -> Sample:
                 "class_id": int(inst.class_id),
                 "class_name": str(inst.class_name),
                 "score": float(inst.score),
+                "track_score": float(inst.track_score),
                 "visibility": float(inst.visibility),
                 "bbox": {
                     "x_offset": int(inst.bbox.x_offset),
@@ -166,6 +170,7 @@ def to_rosbags(sample: Sample, typestore: Any) -> Any:
                 class_id=inst["class_id"],
                 class_name=inst["class_name"],
                 score=inst["score"],
+                track_score=inst["track_score"],
                 visibility=inst["visibility"],
                 bbox=roi_t(**inst["bbox"]),
                 mask=np.array(inst["mask"], dtype=np.uint8),
