@@ -8,16 +8,21 @@ is skipped with the install command; the error-message tests run everywhere.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from spvis_model.data.media_copy import copy_training_media
 from spvis_model.data.real_media import (
     DEFAULT_TRAIN_MEDIA,
     HELDOUT_VIDEOS,
     MEDIA,
+    MEDIA_DIR_ENV,
     SOURCES,
     MediaNotFoundError,
     MediaReadError,
@@ -185,3 +190,39 @@ def test_fast_canvas_cut_matches_the_photo_background_cut():
     expected = cv2.resize(photo[:, plain.x0:plain.x0 + plain.crop_w], (150, 100),
                           interpolation=cv2.INTER_AREA)
     assert np.array_equal(plain.apply_fast(photo), expected)
+
+
+def test_a_media_copy_replaces_the_packages_and_holds_no_heldout_footage(tmp_path):
+    """`copy_training_media` + SPVIS_MEDIA_DIR (the GPU machine's set-up): a real-footage data
+    set generated from the copy is byte-identical to one from the packages; the copy has no
+    held-out video, and asking for one names the variable and the only folder searched."""
+    need(*media_names(role="train"))
+    copied = copy_training_media(tmp_path / "media")
+    names = {p.name for p in copied}
+    assert {MEDIA[n].file for n in media_names(role="train")} <= names
+    assert not names & {MEDIA[n].file for n in HELDOUT_VIDEOS}
+    assert copy_training_media(tmp_path / "media") == copied  # idempotent
+
+    cmd = [sys.executable, "-m", "spvis_model.data.synthetic", "--preset", "real_mix",
+           "--videos", "4", "--frames", "5", "--seed", "5", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != MEDIA_DIR_ENV}
+    subprocess.run([*cmd, "--out", str(tmp_path / "pkg")], check=True, env=env,
+                   capture_output=True)
+    run = subprocess.run([*cmd, "--out", str(tmp_path / "copy")], check=True,
+                         env={**env, MEDIA_DIR_ENV: str(tmp_path / "media")},
+                         capture_output=True, text=True)
+    assert "videos on real train footage" in run.stdout
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file()}
+
+    assert tree(tmp_path / "pkg") == tree(tmp_path / "copy")
+    probe = subprocess.run(
+        [sys.executable, "-c", "from spvis_model.data.real_media import media_path; "
+                               "media_path('vtest')"],
+        env={**env, MEDIA_DIR_ENV: str(tmp_path / "media")}, capture_output=True, text=True,
+        check=False)
+    assert probe.returncode != 0
+    assert "SPVIS_MEDIA_DIR is set: only" in probe.stderr
+    assert str(tmp_path / "media" / "opencv-doc") in probe.stderr

@@ -8,6 +8,7 @@ index -> clip a pure function of (seed, epoch, index).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -19,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.utils.data import Dataset
 
 from spvis_model.config import ConfigError, preset
 from spvis_model.model import SPVIS
+from spvis_model.training.budget import fit_to_budget
 from spvis_model.training.config import TrainConfig, load_train_config
 from spvis_model.training.train_log import read_log
 from spvis_model.training.trainer import load_training_checkpoint, train
@@ -178,6 +181,65 @@ def test_stage1_run_writes_outputs_and_learns(stage1_run):
     assert (out / "train_config.yaml").is_file() and (out / "model_config.yaml").is_file()
 
 
+# --- a run sized to a time budget ---------------------------------------------------------------
+
+def test_fit_to_budget_sets_steps_and_checkpoints_from_the_timed_steps():
+    cfg = toy_train_config(steps=1000, checkpoint_every=250, warmup_steps=5,
+                           time_budget_s=100.0)
+    # 20 steps timed: a slow first quarter (loader warm-up, left out), then 0.5 s/step; 12 s
+    # spent: 88 s left, 97% of it planned -> 170 more steps.
+    times = [3.0] * 5 + [0.5] * 15
+    d = fit_to_budget(cfg, step=20, first_step=0, step_times=times, elapsed=12.0)
+    assert d.seconds_per_step == 0.5 and d.fits and d.steps_before == 1000
+    assert d.config.steps == 20 + 170 and d.config.time_budget_s is None
+    assert d.config.checkpoint_every == round(250 * 190 / 1000)  # still four checkpoints
+    assert "steps = 190 (was 1000)" in d.message()
+    # A budget longer than the configured run never adds steps, nor moves the checkpoints.
+    long = fit_to_budget(dataclasses.replace(cfg, time_budget_s=1e6), 20, 0, times, 1.0)
+    assert long.config == dataclasses.replace(cfg, time_budget_s=None)
+    # Over budget already: the run stops where it is (warm-up done), and says it does not fit
+    # when even the warm-up does not.
+    assert fit_to_budget(cfg, 20, 0, times, elapsed=150.0).config.steps == 20
+    late = fit_to_budget(dataclasses.replace(cfg, warmup_steps=50), 20, 0, times, 150.0)
+    assert late.config.steps == 51 and not late.fits and "over budget" in late.message()
+    with pytest.raises(ValueError, match="at least 4"):
+        fit_to_budget(cfg, 3, 0, [0.1] * 3, 1.0)
+
+
+def test_run_with_a_time_budget_fixes_its_length_and_records_it(tmp_path):
+    """A budget that allows a fraction of `steps`: the run stops after about that many, the lr
+    schedule ends at its minimum at the new last step, train_config.yaml and the checkpoints
+    record the fixed length (time_budget_s null), and a budget larger than the run changes
+    nothing."""
+    budget = 3.0
+    final = run_toy(tmp_path / "b", steps=100000, warmup_steps=3, checkpoint_every=25000,
+                    time_budget_s=budget, budget_probe_steps=8)
+    rows = read_log(tmp_path / "b" / "log.csv")
+    saved = yaml.safe_load((tmp_path / "b" / "train_config.yaml").read_text())
+    steps = saved["steps"]
+    assert 8 < steps < 100000 and rows[-1]["step"] == steps
+    assert saved["time_budget_s"] is None
+    assert saved["checkpoint_every"] == max(1, round(25000 * steps / 100000))
+    # The schedule follows the fixed length: the last step is the cosine's last, near min_lr.
+    fixed = TrainConfig.from_dict(saved)
+    assert rows[-1]["lr"] == pytest.approx(1e-3 * fixed.lr_factor(steps - 1), rel=1e-6)
+    assert rows[-1]["lr"] < 1e-3 * 0.02
+    payload = load_training_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
+    assert payload["train_config"]["steps"] == steps
+    assert payload["train_config"]["time_budget_s"] is None
+    assert SPVIS.from_checkpoint(final).cfg.input.max_size == 64
+    ckpts = sorted(p.name for p in (tmp_path / "b" / "ckpt").glob("step_*.pt"))
+    assert 3 <= len(ckpts) <= 5, ckpts  # four, give or take rounding
+    loop = sum(r["time_per_step"] for r in rows)
+    assert loop < 3 * budget, f"{steps} steps took {loop:.1f} s for a {budget} s budget"
+
+    plenty = run_toy(tmp_path / "p", steps=12, checkpoint_every=6, time_budget_s=1e6,
+                     budget_probe_steps=8)
+    assert read_log(tmp_path / "p" / "log.csv")[-1]["step"] == 12
+    assert yaml.safe_load((tmp_path / "p" / "train_config.yaml").read_text())["steps"] == 12
+    assert plenty.is_file()
+
+
 # --- exact resume --------------------------------------------------------------------------------
 
 def test_resume_continues_exactly(tmp_path):
@@ -325,6 +387,8 @@ def test_sharded_batch_sampler():
     ("checkpoint_every", 0), ("keep_checkpoints", -1), ("log_every", 0), ("seed", -1),
     ("num_workers", -1), ("device", "tpu"), ("init", ""), ("freeze_segmenter", True),
     ("task_options", []), ("data", {"frames": 3}), ("data", {"stride_min": 0}),
+    ("time_budget_s", 0.0), ("time_budget_s", float("inf")), ("time_budget_s", "5 min"),
+    ("budget_probe_steps", 3),
 ])
 def test_bad_train_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=rf"^{field}"):

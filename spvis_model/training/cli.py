@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="override the config's stage")
     parser.add_argument("--init", help="override the config's init checkpoint (e.g. the "
                                        "stage-1 model.pt for stage 2)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="override the config's time_budget_s: after the probe steps the "
+                             "run's length is fixed so that its loop ends within SECONDS")
     parser.add_argument("--feature-cache", type=Path,
                         help="stage 2: train on the frozen segmenter's outputs cached in this "
                              "folder (built there from the --init checkpoint on first use), "
@@ -128,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             cfg.stage = args.stage
         if args.init is not None:
             cfg.init = args.init
+        if args.time_budget is not None:
+            cfg.time_budget_s = args.time_budget
         cfg.validate()
         YTVISDataset, ClipSampler, ClipDataset, ClipAugment = _import_data()  # noqa: N806
         model_cfg = _model_config(args, cfg.init)

@@ -26,7 +26,7 @@ DATA_KEYS = ("stride_min", "stride_max", "epoch_length", "augment", "skip_empty"
 # Fields that may change when a run is resumed (they do not change what is computed, or, for
 # `steps`, only extend/shorten the run). Any other difference is refused: see `resume_diff`.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers",
-                     "device", "init")
+                     "device", "init", "time_budget_s", "budget_probe_steps")
 
 
 @dataclass
@@ -76,6 +76,17 @@ class TrainConfig:
             (ClipAugment fields; default max_size = the model's input.max_size, min_size =
             (0.45, 0.8) × that) and skip_empty (default true: leave out videos without
             annotations; false keeps object-free clips, the negatives of real footage).
+        time_budget_s: wall-clock seconds for this process's training loop (start-up and data
+            set building not counted), or None. After `budget_probe_steps` steps the trainer
+            measures the median step time and lowers `steps` (never raises it) so the loop
+            ends within the budget, scaling `checkpoint_every` by the same factor (a run of
+            steps 100000 / checkpoint_every 25000 writes four checkpoints whatever the
+            machine's speed). From then on the lr schedule follows the new length; the fixed
+            `steps` and `checkpoint_every` are written to train_config.yaml and the
+            checkpoints with `time_budget_s: null`, so a resume continues that schedule (a
+            resume with a budget gives the remaining steps a new one).
+        budget_probe_steps: steps timed before `time_budget_s` fixes the length (the first
+            quarter of them, data-loader warm-up, is left out of the median).
     """
 
     stage: int = 1
@@ -103,6 +114,8 @@ class TrainConfig:
     freeze_segmenter: bool | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    time_budget_s: float | None = None
+    budget_probe_steps: int = 20
 
     # --- derived ---------------------------------------------------------------------------------
     @property
@@ -191,6 +204,11 @@ class TrainConfig:
         _check(isinstance(self.task_options, dict)
                and all(isinstance(k, str) for k in self.task_options), "task_options",
                self.task_options, "a mapping of keyword arguments")
+        _check(self.time_budget_s is None or (_is_number(self.time_budget_s)
+                                              and math.isfinite(self.time_budget_s)
+                                              and self.time_budget_s > 0),
+               "time_budget_s", self.time_budget_s, "null or a finite number of seconds > 0")
+        _int_at_least("budget_probe_steps", self.budget_probe_steps, 4)
         _check(isinstance(self.data, dict), "data", self.data, "a mapping")
         unknown = sorted(set(self.data) - set(DATA_KEYS))
         _check(not unknown, "data", self.data, f"a mapping with keys from {DATA_KEYS} "
@@ -238,7 +256,8 @@ def save_train_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-_FLOAT_FIELDS = ("lr", "weight_decay", "backbone_lr_mult", "min_lr_ratio", "lr_gamma", "grad_clip")
+_FLOAT_FIELDS = ("lr", "weight_decay", "backbone_lr_mult", "min_lr_ratio", "lr_gamma", "grad_clip",
+                 "time_budget_s")
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from spvis_model.config import ConfigError, ModelConfig, load_config, preset, sa
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
 from spvis_model.training import distributed as D
+from spvis_model.training.budget import fit_to_budget
 from spvis_model.training.config import TrainConfig, save_train_config
 from spvis_model.training.tasks import Task, build_task
 from spvis_model.training.train_log import CsvLog, plot_losses
@@ -475,6 +476,7 @@ class _Trainer:
                        unit="step", dynamic_ncols=True)
         data = self._batches()
         epoch = self.step // len(self.sampler)
+        first_step, loop_start, step_times = self.step, time.perf_counter(), []
         try:
             while self.step < end:
                 t0 = time.perf_counter()
@@ -484,6 +486,15 @@ class _Trainer:
                 logs = self._train_step(clips)
                 self.step += 1
                 self.window.add(logs, time.perf_counter() - t0, t_data)
+                step_times.append(time.perf_counter() - t0)
+                if (self.cfg.time_budget_s is not None
+                        and self.step - first_step == self.cfg.budget_probe_steps):
+                    self._fit_to_budget(first_step, step_times, time.perf_counter() - loop_start)
+                    cfg = self.cfg
+                    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+                    if bar is not None:
+                        bar.total = cfg.steps
+                        bar.refresh()
                 if self.step % cfg.log_every == 0 or self.step == end:
                     row = self._log_row(epoch)
                     if bar is not None:
@@ -512,6 +523,16 @@ class _Trainer:
             print(f"spvis train: final model written to {final}", flush=True)
         D.barrier(info)
         return final
+
+    def _fit_to_budget(self, first_step: int, step_times: list[float], elapsed: float) -> None:
+        """Fix `steps` / `checkpoint_every` from the timed steps (rank 0's timing decides for
+        every rank, so all take the same number of steps)."""
+        decision = fit_to_budget(self.cfg, self.step, first_step, step_times, elapsed)
+        decision = D.gather_objects(self.info, decision)[0]
+        self.cfg = decision.config
+        if self.info.is_main:
+            print(f"spvis train: {decision.message()}", file=sys.stderr, flush=True)
+            save_train_config(self.cfg, self.out_dir / "train_config.yaml")
 
     def _check_clips(self, clips: list[Any]) -> None:
         for clip in clips:
