@@ -145,3 +145,29 @@ def test_collected_tracks_match_the_results_of_the_same_tracker(trained_tiny, tm
     assert [r["segmentations"] for r in ranked] == [r["segmentations"] for r in results]
     for t, r in zip(tracks, ranked, strict=True):
         assert r["score"] == pytest.approx(predict(weights, t), abs=1e-5)
+
+
+def test_calibrate_track_refuses_test_sets_and_a_model_without_a_score_model(trained_tiny,
+                                                                             tmp_path):
+    """bench/calibrate.py --target track: only validation sets, checked before the model is
+    read; a model without a track-score model is refused naming the field and the fix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "bench" / "calibrate.py"
+    run = subprocess.run([sys.executable, str(tool), "--target", "track", "--checkpoint",
+                          "unused.pt", "--sets", "val_heldout,heldout", "--out", "x.pt"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2, run.stderr
+    assert "['heldout']: only validation sets" in run.stderr
+
+    plain = tmp_path / "plain.pt"
+    assert not trained_tiny.cfg.tracker.score_model
+    trained_tiny.save(plain)
+    run = subprocess.run([sys.executable, str(tool), "--target", "track", "--checkpoint",
+                          str(plain), "--sets", "val_heldout", "--out", str(tmp_path / "o.pt")],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2, run.stderr
+    assert "has no track-score model (tracker.score_model is empty)" in run.stderr
+    assert "bench/fit_track_score.py" in run.stderr and not (tmp_path / "o.pt").exists()
