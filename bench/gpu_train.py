@@ -53,19 +53,59 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.size:
         fields["width"], fields["height"] = (int(v) for v in args.size.lower().split("x"))
     cfg = dataclasses.replace(cfg, **fields)
+    dropped: dict[str, str] = {}
+    if cfg.uses_real_media:
+        readable, dropped = readable_media(cfg.real_media)
+        for name, why in dropped.items():
+            print(f"data: WARNING: real medium {name!r} left out of the training data: {why}",
+                  flush=True)
+        if not readable:
+            print("data: no real medium is readable here; not training without real negatives",
+                  file=sys.stderr)
+            return 1
+        cfg = dataclasses.replace(cfg, real_media=readable)
     t0 = time.perf_counter()
     summary = generate_dataset(cfg, args.out, jobs=args.jobs)
     seconds = time.perf_counter() - t0
     info = {"set": args.set, "videos": summary.videos, "frames": summary.frames,
             "instances": summary.instances, "size": f"{cfg.width}x{cfg.height}",
             "real_backgrounds": summary.real_backgrounds, "empty_videos": summary.empty_videos,
-            "jobs": args.jobs, "seconds": round(seconds, 1)}
+            "jobs": args.jobs, "seconds": round(seconds, 1), "media_dropped": dropped}
     print(f"data: {summary.videos} videos, {summary.frames} frames ({cfg.width}x{cfg.height}), "
           f"{summary.real_backgrounds} on real footage, in {seconds:.1f} s with {args.jobs} "
           f"process(es) -> {summary.annotations}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"data": info}, indent=1))
     return 0
+
+
+def readable_media(names: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the media that read here as registered, {name: why} for the others). Every frame of a
+    video is decoded: another OpenCV / FFmpeg build (the GPU machine's) may decode a file
+    differently, and a short video would stop the generator half-way."""
+    from spvis_model.data.real_media import (
+        MEDIA,
+        MediaNotFoundError,
+        MediaReadError,
+        VideoReader,
+        load_media_photo,
+    )
+
+    ok, dropped = [], {}
+    for name in names:
+        entry = MEDIA[name]
+        try:
+            if entry.kind == "video":
+                reader = VideoReader(name)
+                reader.frame(entry.frames - 1)
+                reader.close()
+            else:
+                load_media_photo(name)
+        except (MediaNotFoundError, MediaReadError) as exc:
+            dropped[name] = str(exc)
+            continue
+        ok.append(name)
+    return tuple(ok), dropped
 
 
 def cmd_model_config(args: argparse.Namespace) -> int:

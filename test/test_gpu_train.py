@@ -91,3 +91,23 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path):
         proc = run_train(tmp_path / "out", tmp_path / "work", "--dry-run", *args, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         assert not (tmp_path / "work").exists()
+
+
+def test_data_leaves_out_media_that_do_not_read_here_and_says_so(tmp_path):
+    """On another machine a video may not decode as registered (its OpenCV / FFmpeg differ):
+    `bench/gpu_train.py data` leaves it out loudly, records it, and still writes the set."""
+    media = tmp_path / "media"
+    subprocess.run([sys.executable, "-m", "spvis_model.data.media_copy", str(media)],
+                   check=True, capture_output=True)
+    (media / "opencv-doc" / "tree.avi").write_bytes(b"not a video" * 100)
+    env = dict(os.environ, SPVIS_MEDIA_DIR=str(media), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_train.py"), "data",
+                          "--videos", "4", "--frames", "4", "--out", str(tmp_path / "d"),
+                          "--json", str(tmp_path / "d.json")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "WARNING: real medium 'tree' left out of the training data" in run.stdout
+    info = json.loads((tmp_path / "d.json").read_text())["data"]
+    assert list(info["media_dropped"]) == ["tree"] and info["videos"] == 4
+    used = json.loads((tmp_path / "d" / "annotations.json").read_text())["info"]["config"]
+    assert "tree" not in used["real_media"] and "bikes" in used["real_media"]
