@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench gpu-check clean
+.PHONY: setup demo test lint bench gpu-check gpu-train clean
 
 setup:  ## create .venv, install torch, ROS 2 wheels, spvis_msgs and the project (idempotent)
 	@bash scripts/setup.sh
@@ -27,6 +27,9 @@ bench: setup  ## op benchmark (CPU here; add DEVICE=cuda on a GPU machine)
 
 gpu-check:  ## the CUDA check (scripts/gpu_check.sh) into OUT (default out/gpu-check); DRY=1: CPU dry run
 	@bash scripts/gpu_check.sh $(if $(DRY),--dry-run) $(or $(OUT),out/gpu-check)
+
+gpu-train:  ## stage 1 on the GPU sized to its deadline (scripts/gpu_train.sh) into OUT (default out/gpu-train); DRY=1: CPU dry run
+	@bash scripts/gpu_train.sh $(if $(DRY),--dry-run) $(or $(OUT),out/gpu-train)
 
 clean:
 	rm -rf build spvis_model/_C*.so *.egg-info
