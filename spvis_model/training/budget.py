@@ -80,6 +80,7 @@ def fit_to_budget(cfg: TrainConfig, step: int, first_step: int, step_times: list
     steps = max(steps, floor)
     every = cfg.checkpoint_every
     if steps < cfg.steps:
-        every = max(1, round(cfg.checkpoint_every * steps / cfg.steps))
+        # Rounded up, so the last scaled checkpoint is the final step, not one step before it.
+        every = max(1, math.ceil(cfg.checkpoint_every * steps / cfg.steps))
     fixed = dataclasses.replace(cfg, steps=steps, checkpoint_every=every, time_budget_s=None)
     return BudgetDecision(fixed.validate(), per_step, cfg.steps, fits)
