@@ -51,7 +51,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.frames:
         fields["frames"] = args.frames
     if args.size:
-        fields["width"], fields["height"] = (int(v) for v in args.size.lower().split("x"))
+        fields["width"], fields["height"] = args.size
     cfg = dataclasses.replace(cfg, **fields)
     dropped: dict[str, str] = {}
     if cfg.uses_real_media:
@@ -109,10 +109,15 @@ def readable_media(names: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, s
 
 
 def cmd_model_config(args: argparse.Namespace) -> int:
+    from spvis_model.checkpoint import CheckpointError
     from spvis_model.config import save_config
     from spvis_model.model import SPVIS
 
-    cfg = SPVIS.from_checkpoint(args.init).cfg
+    try:
+        cfg = SPVIS.from_checkpoint(args.init).cfg
+    except CheckpointError as exc:
+        print(f"model-config: --init {args.init}: {exc}", file=sys.stderr)
+        return 2
     if args.max_size:
         cfg.input.max_size = args.max_size
     cfg.validate()
@@ -142,7 +147,7 @@ def log_summary(run: Path) -> dict[str, Any]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import yaml
-    from select_checkpoint import model_from_training_checkpoint
+    from select_checkpoint import model_from_training_payload
 
     from spvis_model.training.trainer import load_training_checkpoint
 
@@ -155,7 +160,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     exported = []
     for ckpt in ckpts:
         payload = load_training_checkpoint(ckpt)
-        model = model_from_training_checkpoint(ckpt)
+        model = model_from_training_payload(payload, source=str(ckpt))
         target = out / f"model_{ckpt.stem}.pt"
         model.save(target, half=True, meta={"trained_by": "scripts/gpu_train.sh",
                                            "step": int(payload["step"]),
@@ -178,13 +183,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spvis_model.data.synthetic import parse_size
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data")
     d.add_argument("--set", default="train_s1")
     d.add_argument("--videos", type=int)
     d.add_argument("--frames", type=int)
-    d.add_argument("--size", help="WIDTHxHEIGHT (default: the set's)")
+    d.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT (default: the set's)")
     d.add_argument("--jobs", type=int, default=1)
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--json", type=Path, help="also write the data summary here")

@@ -40,10 +40,15 @@ from spvis_model.training.trainer import load_training_checkpoint
 def model_from_training_checkpoint(path: Path, config: ModelConfig | None = None) -> SPVIS:
     """The model of a training checkpoint; with `config`, its weights in a model built from
     that config instead of the checkpoint's own."""
-    payload = load_training_checkpoint(path)
+    return model_from_training_payload(load_training_checkpoint(path), config, str(path))
+
+
+def model_from_training_payload(payload: dict, config: ModelConfig | None = None,
+                                source: str = "training checkpoint") -> SPVIS:
+    """`model_from_training_checkpoint` for a payload already read."""
     cfg = config if config is not None else ModelConfig.from_dict(payload["model_config"])
     model = SPVIS(cfg, pretrained_backbone=False)
-    load_state_dict_exact(model, payload["model"], source=str(path))
+    load_state_dict_exact(model, payload["model"], source=source)
     return model.eval()
 
 

@@ -91,6 +91,17 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path):
         proc = run_train(tmp_path / "out", tmp_path / "work", "--dry-run", *args, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         assert not (tmp_path / "work").exists()
+    # The Python helper it calls, used directly, names the bad value too.
+    helper = [sys.executable, str(ROOT / "bench" / "gpu_train.py")]
+    for args, message in ((["data", "--size", "640", "--out", str(tmp_path / "d")],
+                           "--size must be WIDTHxHEIGHT"),
+                          (["data", "--set", "val_heldout", "--out", str(tmp_path / "d")],
+                           "'val_heldout' is not a training set"),
+                          (["model-config", "--init", str(ROOT / "README.md"), "--out",
+                            str(tmp_path / "m.yaml")], "not a readable spvis checkpoint")):
+        run = subprocess.run([*helper, *args], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert run.returncode == 2 and message in run.stderr, (args, run.stderr)
 
 
 def test_data_leaves_out_media_that_do_not_read_here_and_says_so(tmp_path):

@@ -226,3 +226,10 @@ def test_a_media_copy_replaces_the_packages_and_holds_no_heldout_footage(tmp_pat
     assert probe.returncode != 0
     assert "SPVIS_MEDIA_DIR is set: only" in probe.stderr
     assert str(tmp_path / "media" / "opencv-doc") in probe.stderr
+    # The texture photos (scikit-image) come from the copy too, not from the installed wheel.
+    where = subprocess.run(
+        [sys.executable, "-c", "from spvis_model.data.textures import photo_dir; "
+                               "print(photo_dir())"],
+        env={**env, MEDIA_DIR_ENV: str(tmp_path / "media")}, capture_output=True, text=True,
+        check=True)
+    assert where.stdout.strip() == str(tmp_path / "media" / "scikit-image")

@@ -190,21 +190,21 @@ def test_fit_to_budget_sets_steps_and_checkpoints_from_the_timed_steps():
     # 20 steps timed: a slow first quarter (loader warm-up, left out), then 0.5 s/step; 12 s
     # spent: 88 s left, 97% of it planned -> 170 more steps.
     times = [3.0] * 5 + [0.5] * 15
-    d = fit_to_budget(cfg, step=20, first_step=0, step_times=times, elapsed=12.0)
+    d = fit_to_budget(cfg, step=20, step_times=times, elapsed=12.0)
     assert d.seconds_per_step == 0.5 and d.fits and d.steps_before == 1000
     assert d.config.steps == 20 + 170 and d.config.time_budget_s is None
     assert d.config.checkpoint_every == 48  # 250 * 190 / 1000, rounded up: 48, 96, 144, 190
     assert "steps = 190 (was 1000)" in d.message()
     # A budget longer than the configured run never adds steps, nor moves the checkpoints.
-    long = fit_to_budget(dataclasses.replace(cfg, time_budget_s=1e6), 20, 0, times, 1.0)
+    long = fit_to_budget(dataclasses.replace(cfg, time_budget_s=1e6), 20, times, 1.0)
     assert long.config == dataclasses.replace(cfg, time_budget_s=None)
     # Over budget already: the run stops where it is (warm-up done), and says it does not fit
     # when even the warm-up does not.
-    assert fit_to_budget(cfg, 20, 0, times, elapsed=150.0).config.steps == 20
-    late = fit_to_budget(dataclasses.replace(cfg, warmup_steps=50), 20, 0, times, 150.0)
+    assert fit_to_budget(cfg, 20, times, elapsed=150.0).config.steps == 20
+    late = fit_to_budget(dataclasses.replace(cfg, warmup_steps=50), 20, times, 150.0)
     assert late.config.steps == 51 and not late.fits and "over budget" in late.message()
     with pytest.raises(ValueError, match="at least 4"):
-        fit_to_budget(cfg, 3, 0, [0.1] * 3, 1.0)
+        fit_to_budget(cfg, 3, [0.1] * 3, 1.0)
 
 
 def test_run_with_a_time_budget_fixes_its_length_and_records_it(tmp_path):

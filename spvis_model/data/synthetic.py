@@ -56,7 +56,7 @@ __all__ = [  # the generator's public API, in one import (config, renderer, writ
     "IMAGE_FORMATS", "PRESETS", "REAL_FIELDS", "REAL_MIX_MEDIA", "RLE", "DatasetSummary",
     "ObjectView", "RenderedFrame", "SyntheticConfig", "SyntheticVideo", "TrackBuilder",
     "TrackGT", "add_arguments", "dataset_json", "generate", "generate_dataset",
-    "generate_video", "info_config", "main", "preset", "real_background_info", "run",
+    "generate_video", "info_config", "main", "parse_size", "preset", "real_background_info", "run",
 ]
 
 
@@ -242,7 +242,8 @@ def generate(config: SyntheticConfig, out_dir: str | Path, progress: bool = Fals
     return generate_dataset(config, out_dir, progress, jobs).annotations
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" -> (width, height); argparse.ArgumentTypeError otherwise."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"--size must be WIDTHxHEIGHT (e.g. 640x480), "
@@ -260,7 +261,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "override it")
     parser.add_argument("--videos", type=int, help="number of videos")
     parser.add_argument("--frames", type=int, help="frames per video")
-    parser.add_argument("--size", type=_size, help="frame size WIDTHxHEIGHT, e.g. 640x480")
+    parser.add_argument("--size", type=parse_size, help="frame size WIDTHxHEIGHT, e.g. 640x480")
     parser.add_argument("--seed", type=int, help="base seed (presets have their own)")
     parser.add_argument("--format", choices=IMAGE_FORMATS, help="frame image format")
     parser.add_argument("--jobs", type=int, default=1,

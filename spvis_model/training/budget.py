@@ -6,7 +6,7 @@ seconds, not steps. The trainer times its first `budget_probe_steps` steps and t
 run then continues with that length (the lr schedule follows it) and the same number of
 checkpoints as configured.
 
-    decision = fit_to_budget(cfg, step=20, first_step=0, step_times=[...], elapsed=31.0)
+    decision = fit_to_budget(cfg, step=20, step_times=[...], elapsed=31.0)
     cfg = decision.config          # steps / checkpoint_every fixed, time_budget_s None
 """
 
@@ -49,14 +49,13 @@ class BudgetDecision:
                 f"{self.steps_before}), checkpoint_every = {c.checkpoint_every}{tail}")
 
 
-def fit_to_budget(cfg: TrainConfig, step: int, first_step: int, step_times: list[float],
+def fit_to_budget(cfg: TrainConfig, step: int, step_times: list[float],
                   elapsed: float) -> BudgetDecision:
     """The run's length for what is left of `cfg.time_budget_s`.
 
     Args:
         cfg: the run's config (`time_budget_s` set).
         step: optimizer steps done so far (the run's global step).
-        first_step: the step this process started from (0, or the resumed step).
         step_times: seconds of each step this process took, in order (at least 4).
         elapsed: seconds since this process's loop started.
 
@@ -68,8 +67,6 @@ def fit_to_budget(cfg: TrainConfig, step: int, first_step: int, step_times: list
         raise ValueError("fit_to_budget: cfg.time_budget_s is None")
     if len(step_times) < 4:
         raise ValueError(f"fit_to_budget: {len(step_times)} timed steps, need at least 4")
-    if step < first_step:
-        raise ValueError(f"fit_to_budget: step {step} < first_step {first_step}")
     timed = step_times[len(step_times) // 4:]
     per_step = max(statistics.median(timed), 1e-9)
     left = cfg.time_budget_s - elapsed

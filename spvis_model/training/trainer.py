@@ -489,7 +489,7 @@ class _Trainer:
                 step_times.append(time.perf_counter() - t0)
                 if (self.cfg.time_budget_s is not None
                         and self.step - first_step == self.cfg.budget_probe_steps):
-                    self._fit_to_budget(first_step, step_times, time.perf_counter() - loop_start)
+                    self._fit_to_budget(step_times, time.perf_counter() - loop_start)
                     cfg = self.cfg
                     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
                     if bar is not None:
@@ -524,10 +524,10 @@ class _Trainer:
         D.barrier(info)
         return final
 
-    def _fit_to_budget(self, first_step: int, step_times: list[float], elapsed: float) -> None:
+    def _fit_to_budget(self, step_times: list[float], elapsed: float) -> None:
         """Fix `steps` / `checkpoint_every` from the timed steps (rank 0's timing decides for
         every rank, so all take the same number of steps)."""
-        decision = fit_to_budget(self.cfg, self.step, first_step, step_times, elapsed)
+        decision = fit_to_budget(self.cfg, self.step, step_times, elapsed)
         decision = D.gather_objects(self.info, decision)[0]
         self.cfg = decision.config
         if self.info.is_main:
