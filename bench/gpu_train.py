@@ -162,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         payload = load_training_checkpoint(ckpt)
         model = model_from_training_payload(payload, source=str(ckpt))
         target = out / f"model_{ckpt.stem}.pt"
-        model.save(target, half=True, meta={"trained_by": "scripts/gpu_train.sh",
+        model.save(target, half=True, meta={"trained_by": args.trained_by,
                                            "step": int(payload["step"]),
                                            "train_config": payload["train_config"]})
         exported.append({"file": target.name, "step": int(payload["step"]),
@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--keep", type=int, default=4)
     e.add_argument("--json", type=Path, nargs="*", help="JSON files merged into train.json")
+    e.add_argument("--trained-by", default="scripts/gpu_train.sh",
+                   help="what ran the training, for the model files' meta (e.g. 'spvis train "
+                        "on the CPU')")
     args = ap.parse_args(argv)
     commands = {"data": cmd_data, "model-config": cmd_model_config, "export": cmd_export}
     return commands[args.cmd](args)

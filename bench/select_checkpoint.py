@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         stem = path.stem.removeprefix("model_")
         if not only or stem in only:
             candidates[stem] = model_file(path, config)
+    if not candidates:
+        stems = [c.stem for c in ckpts] + [p.stem.removeprefix("model_") for p in files]
+        print(f"--only {args.only!r}: none of {args.run}'s checkpoints ({', '.join(stems)})",
+              file=sys.stderr)
+        return 2
     scores: dict[str, tuple[bool, float, float]] = {}
     for name, model in candidates.items():
         aps, hotas, cells = [], [], []

@@ -31,7 +31,7 @@ def run_train(out: Path, work: Path, *args: str, env: dict[str, str] | None = No
 
 
 @pytest.mark.slow
-def test_dry_run_trains_within_its_budget_and_brings_back_model_files(tmp_path):
+def test_dry_run_trains_within_its_budget_and_brings_back_model_files(tmp_path, capsys):
     media = tmp_path / "whl" / "media"
     subprocess.run([sys.executable, "-m", "spvis_model.data.media_copy", str(media)],
                    check=True, capture_output=True)
@@ -80,6 +80,11 @@ def test_dry_run_trains_within_its_budget_and_brings_back_model_files(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert select_main(["--run", str(empty), "--sets", "val_heldout"]) == 2
+    # --only naming no checkpoint (e.g. the file name instead of the step) is refused, naming
+    # the run's checkpoints, before anything is scored.
+    assert select_main(["--run", str(models[0].parent), "--sets", "val_heldout",
+                        "--only", models[0].stem]) == 2
+    assert f"none of {models[0].parent}'s checkpoints" in capsys.readouterr().err
 
 
 def test_bad_options_are_refused_before_anything_runs(tmp_path):
