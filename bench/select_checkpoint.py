@@ -13,7 +13,8 @@ sets, ties broken by mean HOTA. With --fp-sets (object-free footage) every candi
 published instances per frame are counted too, and a candidate whose worst video exceeds
 --max-fp ranks below every one that does not. --model-config builds each candidate from that
 config and loads its weights (a stage-1 run's checkpoints carry their init's tracker settings;
-this evaluates them under the tracker configuration that will ship). Only `val` sets are
+this evaluates them under the tracker configuration that will ship; a config without
+`tracker.score_calibration` scores them on raw scores, and the tool says so). Only `val` sets are
 accepted: nothing is chosen on a test set. With --export the winner is written as an spvis
 checkpoint (float16 storage).
 """
@@ -101,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     candidates: dict[str, SPVIS] = {}
     config = load_config(args.model_config) if args.model_config else None
+    if config is not None and list(config.tracker.score_calibration) == [1.0, 0.0]:
+        print(f"note: --model-config {args.model_config} has no score calibration "
+              "(tracker.score_calibration = [1, 0]): every candidate, --baseline included, is "
+              "scored on raw scores, which publish more than calibrated ones. To score them as "
+              "they would ship, pass the shipped model's config (bench/gpu_train.py "
+              "model-config --init MODEL --out CONFIG).", file=sys.stderr)
     if args.baseline is not None:
         candidates[f"baseline {args.baseline.name}"] = model_file(args.baseline, config)
     only = {n for n in args.only.split(",") if n}

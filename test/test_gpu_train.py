@@ -85,6 +85,12 @@ def test_dry_run_trains_within_its_budget_and_brings_back_model_files(tmp_path, 
     assert select_main(["--run", str(models[0].parent), "--sets", "val_heldout",
                         "--only", models[0].stem]) == 2
     assert f"none of {models[0].parent}'s checkpoints" in capsys.readouterr().err
+    # A stage-1 model config has no score calibration: the tool says candidates are scored raw
+    # (stop 27: raw scores published 1.0 instances per frame where calibrated ones gave 0.04).
+    synthetic = ROOT / "configs" / "model_lite0_synthetic.yaml"
+    assert select_main(["--run", str(models[0].parent), "--sets", "val_heldout",
+                        "--model-config", str(synthetic), "--only", models[0].stem]) == 2
+    assert "no score calibration" in capsys.readouterr().err
 
 
 def test_bad_options_are_refused_before_anything_runs(tmp_path):
