@@ -450,7 +450,10 @@ def _check_frame(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(frame, np.ndarray):
         if frame.dtype != np.uint8:
             raise ValueError(f"frame dtype {frame.dtype}: must be uint8 RGB")
-        t = torch.from_numpy(np.ascontiguousarray(frame))
+        # A read-only array (np.frombuffer over a ROS message, a memory map) is copied: torch
+        # cannot share memory it may not write, and warns once per process if asked to.
+        t = torch.from_numpy(np.ascontiguousarray(frame) if frame.flags.writeable
+                             else np.array(frame, order="C"))
     elif isinstance(frame, torch.Tensor):
         if frame.dtype != torch.uint8:
             raise ValueError(f"frame dtype {frame.dtype}: must be torch.uint8 RGB")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -65,6 +66,13 @@ def test_step_returns_instances_at_frame_resolution(tiny):
     _, inst2 = tiny.step(tiny.init_state(), torch.from_numpy(frames(1)[0]), 0.0)
     _, inst1 = tiny.step(tiny.init_state(), frames(1)[0], 0.0)
     assert np.array_equal(inst1.masks, inst2.masks)
+    # A read-only frame (np.frombuffer over a message's bytes) is accepted without torch's
+    # non-writable-array warning, and gives the same result.
+    ro = np.frombuffer(frames(1)[0].tobytes(), np.uint8).reshape(75, 101, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, inst3 = tiny.step(tiny.init_state(), ro, 0.0)
+    assert np.array_equal(inst1.masks, inst3.masks)
 
 
 @pytest.mark.parametrize("frame,message", [
