@@ -458,3 +458,21 @@ def test_parallel_jobs_write_the_same_bytes_as_one_process(tmp_path):
     assert _tree_bytes(tmp_path / "one") == _tree_bytes(tmp_path / "three")
     with pytest.raises(ConfigError, match=r"jobs = 0"):
         generate_dataset(cfg, tmp_path / "bad", jobs=0)
+
+
+def test_class_pool_puts_same_class_objects_together_and_leaves_defaults_alone(tmp_path):
+    """class_pool n: each video's objects come from n classes (same-class crowds); the default
+    (0) neither records the field nor changes the random stream of the other videos."""
+    base = dataclasses.replace(CROWDED, videos=4, frames=4, objects=(5, 5))
+    pooled = dataclasses.replace(base, class_pool=2)
+    data = json.loads(generate(pooled, tmp_path / "pooled").read_text())
+    assert data["info"]["config"]["class_pool"] == 2
+    for video in data["videos"]:
+        classes = {a["category_id"] for a in data["annotations"] if a["video_id"] == video["id"]}
+        assert 1 <= len(classes) <= 2
+    plain = json.loads(generate(base, tmp_path / "plain").read_text())
+    assert "class_pool" not in plain["info"]["config"]
+    assert max(len({a["category_id"] for a in plain["annotations"] if a["video_id"] == v["id"]})
+               for v in plain["videos"]) > 2
+    with pytest.raises(ConfigError, match=r"^class_pool = 7:"):
+        SyntheticConfig(class_pool=7)

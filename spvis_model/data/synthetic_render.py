@@ -285,6 +285,11 @@ class SyntheticVideo:
         # videos show every class; the others are drawn at random.
         kinds = [(2 * self.index + j) % n_classes if j < 2 else int(rng.integers(n_classes))
                  for j in range(n)]
+        if cfg.class_pool > 0:
+            # Same-class crowds: the video's objects share a few classes (drawn after the
+            # default ones, so the default random stream is unchanged).
+            pool = rng.permutation(n_classes)[:min(cfg.class_pool, n_classes)]
+            kinds = [int(pool[int(rng.integers(len(pool)))]) for _ in range(n)]
         depths = rng.permutation(n)
         w, h = view.x1 - view.x0, view.y1 - view.y0
         shrink = 1.0 - 0.75 * cfg.crowding
