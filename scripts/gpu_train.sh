@@ -22,7 +22,9 @@
 # 600 s), --videos N (default 1000), --size WxH (frame size of the data, default the set's
 # 320x240), --max-size PX (the model's input.max_size for training, default the init's),
 # --init CKPT (default spvis_model/weights/spvis_lite0.pt), --config YAML, --keep K (model
-# files brought back, default 4). Exit status 0 when a model file was written.
+# files brought back, default 4), --set NAME (the training set of configs/eval_sets.yaml,
+# default train_s1; train_s1_same: same-class crowds). Exit status 0 when a model file was
+# written.
 #
 # Environment: PYTHON (default .venv/bin/python where it exists, else python3), SPVIS_WHEELS
 # (default .whl), SPVIS_GPU_TRAIN_WORK (work folder, kept; default a temporary one, removed).
@@ -39,7 +41,8 @@ MAX_SIZE=""
 INIT=spvis_model/weights/spvis_lite0.pt
 CONFIG=configs/train_stage1_gpu.yaml
 KEEP=4
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+SET=train_s1
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "gpu_train.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
     --init) need_value "$@"; INIT=$2; shift ;;
     --config) need_value "$@"; CONFIG=$2; shift ;;
     --keep) need_value "$@"; KEEP=$2; shift ;;
+    --set) need_value "$@"; SET=$2; shift ;;
     -h|--help) usage ;;
     -*) echo "gpu_train.sh: unknown option $1" >&2; usage ;;
     *) [ -z "$OUT" ] || { echo "gpu_train.sh: two output folders: $OUT and $1" >&2; exit 2; }
@@ -125,7 +129,7 @@ export PYTHONPATH="$REPO:$WORK/check/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
 
 # 2. data
-step data $(( $(left) - 60 )) "$PY" bench/gpu_train.py data --set train_s1 --videos "$VIDEOS" \
+step data $(( $(left) - 60 )) "$PY" bench/gpu_train.py data --set "$SET" --videos "$VIDEOS" \
   "${DATA_EXTRA[@]}" --jobs "$NPROC" --out "$WORK/data" --json "$WORK/data.json" || exit 1
 
 # 3. the run's config and model config

@@ -474,5 +474,12 @@ def test_class_pool_puts_same_class_objects_together_and_leaves_defaults_alone(t
     assert "class_pool" not in plain["info"]["config"]
     assert max(len({a["category_id"] for a in plain["annotations"] if a["video_id"] == v["id"]})
                for v in plain["videos"]) > 2
+    never = json.loads(generate(dataclasses.replace(pooled, class_pool_prob=0.0),
+                                tmp_path / "never").read_text())
+    assert never["info"]["config"]["class_pool_prob"] == 0.0
+    assert max(len({a["category_id"] for a in never["annotations"] if a["video_id"] == v["id"]})
+               for v in never["videos"]) > 2
     with pytest.raises(ConfigError, match=r"^class_pool = 7:"):
         SyntheticConfig(class_pool=7)
+    with pytest.raises(ConfigError, match=r"^class_pool_prob = 1.5:"):
+        SyntheticConfig(class_pool=2, class_pool_prob=1.5)

@@ -104,15 +104,15 @@ def _write_image(path: Path, rgb: np.ndarray, config: SyntheticConfig) -> None:
 
 def info_config(config: SyntheticConfig) -> dict[str, Any]:
     """The config as a dataset records it (``info.config``): every field, tuples as lists;
-    the `REAL_FIELDS` only when one of them is not at its default, and `class_pool` only when
-    it is not 0 (so older configs keep their exact bytes). Equal records mean equal datasets
-    (generation is deterministic)."""
+    the `REAL_FIELDS` only when one of them is not at its default, and `class_pool` /
+    `class_pool_prob` only when `class_pool` is not 0 (so older configs keep their exact
+    bytes). Equal records mean equal datasets (generation is deterministic)."""
     defaults = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
     real_default = all(getattr(config, k) == defaults[k] for k in REAL_FIELDS)
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(config).items()
             if not (real_default and k in REAL_FIELDS)
-            and not (k == "class_pool" and v == defaults[k])}
+            and not (k in ("class_pool", "class_pool_prob") and config.class_pool == 0)}
 
 
 def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],

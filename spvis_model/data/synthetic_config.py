@@ -53,6 +53,8 @@ class SyntheticConfig:
             video draws n of `classes` and its objects from those only, so several objects of
             one class share the frame (teaches the segmenter to keep same-class instances
             apart; the default's random streams are unchanged), 0 - 6.
+        class_pool_prob: the share of videos that use `class_pool` (the others draw from all
+            of `classes`), [0, 1].
         object_scale: multiplies every class' extent range.
         crowding: 0 - 1; objects that stay in view share a box of (1 - 0.75 * crowding) of the
             frame around a common point: more inter-object occlusion.
@@ -102,6 +104,7 @@ class SyntheticConfig:
     objects: tuple[int, int] = (2, 5)
     classes: tuple[str, ...] = CLASS_NAMES
     class_pool: int = 0
+    class_pool_prob: float = 1.0
     object_scale: float = 1.0
     crowding: float = 0.3
     occluders: tuple[int, int] = (0, 1)
@@ -149,6 +152,7 @@ class SyntheticConfig:
         _pair_in(self, "objects", 0, 32, integer=True)
         _names_in(self, "classes", CLASS_NAMES)
         _int_in(self, "class_pool", 0, len(CLASS_NAMES))
+        _float_in(self, "class_pool_prob", 0.0, 1.0)
         _float_in(self, "object_scale", 0.05, 3.0)
         _float_in(self, "crowding", 0.0, 1.0)
         _pair_in(self, "occluders", 0, 8, integer=True)

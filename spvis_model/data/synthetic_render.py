@@ -285,9 +285,11 @@ class SyntheticVideo:
         # videos show every class; the others are drawn at random.
         kinds = [(2 * self.index + j) % n_classes if j < 2 else int(rng.integers(n_classes))
                  for j in range(n)]
-        if cfg.class_pool > 0:
+        if cfg.class_pool > 0 and (cfg.class_pool_prob >= 1.0
+                                   or rng.random() < cfg.class_pool_prob):
             # Same-class crowds: the video's objects share a few classes (drawn after the
-            # default ones, so the default random stream is unchanged).
+            # default ones, so the default random stream is unchanged; no draw for the share
+            # at 1, so a pooled set from before the share existed keeps its bytes).
             pool = rng.permutation(n_classes)[:min(cfg.class_pool, n_classes)]
             kinds = [int(pool[int(rng.integers(len(pool)))]) for _ in range(n)]
         depths = rng.permutation(n)
