@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,15 +94,24 @@ def ensure_cache(model: SPVIS, s: EvalSet, data_root: str | Path,
     where = Path(cache_root) / segmenter_digest(model)[:12] / s.name
     digest = file_sha256(ann)
     marker = where / "dataset.sha256"  # the annotations the cache's files come from
-    if marker.exists() and marker.read_text().strip() == digest:
-        if (where / "meta.json").exists():
-            return FeatureCache(where)
-        # else: an interrupted build of these annotations: build_cache resumes it
-    else:
-        if where.exists():
-            print(f"[eval_sets] {where}: built from other annotations than {ann}: rebuilding",
-                  flush=True)
-            shutil.rmtree(where)  # never resume over another dataset's per-video files
-        where.mkdir(parents=True)
-        marker.write_text(digest + "\n")
+    if marker.exists():
+        if marker.read_text().strip() == digest:
+            if (where / "meta.json").exists():
+                return FeatureCache(where)
+            # An interrupted build of these annotations, or one running now in another
+            # process: build_cache resumes (or joins) it, never deleting its files.
+            return build_cache(model, ann, where, progress=progress)
+        print(f"[eval_sets] {where}: built from other annotations than {ann}: rebuilding",
+              flush=True)
+        shutil.rmtree(where)  # never resume over another dataset's per-video files
+    elif any(where.glob("video_*.pt")):
+        print(f"[eval_sets] {where}: per-video files without a record of their annotations: "
+              "rebuilding", flush=True)
+        shutil.rmtree(where)
+    where.mkdir(parents=True, exist_ok=True)
+    # Written whole or not at all: a half-written record read by a second builder would look
+    # like another dataset's and make it delete this build.
+    tmp = where / f"dataset.sha256.{os.getpid()}.tmp"
+    tmp.write_text(digest + "\n")
+    os.replace(tmp, marker)
     return build_cache(model, ann, where, progress=progress)

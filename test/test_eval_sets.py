@@ -58,3 +58,24 @@ def test_a_cache_of_other_annotations_is_rebuilt(trained_tiny, tmp_path, capsys)
     assert "rebuilding" in capsys.readouterr().out
     assert bigger.video_ids == _video_ids(data / "tiny_set" / "annotations.json")
     assert len(bigger.video_ids) == 2
+
+
+@pytest.mark.slow
+def test_a_build_in_progress_is_joined_and_unrecorded_files_are_rebuilt(trained_tiny, tmp_path,
+                                                                        capsys):
+    data, cache_root = tmp_path / "data", tmp_path / "cache"
+    cache = ensure_cache(trained_tiny, _set(1), data, cache_root, progress=False)
+    # Another process has recorded the annotations and is building: nothing is deleted.
+    (cache.root / "meta.json").unlink()
+    kept = next(cache.root.glob("video_*.pt"))
+    before = kept.stat().st_mtime_ns
+    joined = ensure_cache(trained_tiny, _set(1), data, cache_root, progress=False)
+    assert "rebuilding" not in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == before and joined.video_ids == cache.video_ids
+    # Per-video files with no record of their annotations are never trusted.
+    (cache.root / "dataset.sha256").unlink()
+    kept.write_bytes(b"left over from an unknown dataset")
+    rebuilt = ensure_cache(trained_tiny, _set(1), data, cache_root, progress=False)
+    assert "without a record of their annotations: rebuilding" in capsys.readouterr().out
+    assert len(rebuilt.video(rebuilt.video_ids[0])) > 0
+    assert not list(rebuilt.root.glob("*.tmp"))

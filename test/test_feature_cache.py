@@ -168,3 +168,29 @@ def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache):
     shipped = results["PGT as shipped (config defaults)"]
     assert [r["video_id"] for r in direct] == [r["video_id"] for r in shipped]
     assert np.allclose([r["score"] for r in direct], [r["score"] for r in shipped], atol=1e-3)
+
+
+def test_two_builders_of_one_cache_do_not_collide(trained_tiny, tiny_videos, tmp_path,
+                                                   monkeypatch):
+    """Two evaluations started together build the same cache: one finishes every file while
+    the other is about to publish its first. Both end with the same, loadable cache."""
+    import os
+
+    import spvis_model.feature_cache as fc
+
+    real_replace = os.replace
+    raced = []
+
+    def replace(src, dst):
+        if not raced:  # the other builder runs to the end right now
+            raced.append(dst)
+            fc.build_cache(trained_tiny, tiny_videos, tmp_path, progress=False)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fc.os, "replace", replace)
+    cache = fc.build_cache(trained_tiny, tiny_videos, tmp_path, progress=False)
+    monkeypatch.undo()
+    assert raced and str(raced[0]).endswith("video_1.pt")
+    assert len(cache.video(cache.video_ids[0])) == 6
+    assert not list(tmp_path.glob("*.tmp"))
+    assert json.loads((tmp_path / "meta.json").read_text())["video_ids"] == cache.video_ids
