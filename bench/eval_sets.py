@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from spvis_model.atomic import atomic_write
 from spvis_model.data.synthetic import generate, info_config, preset
 from spvis_model.feature_cache import FeatureCache, build_cache, segmenter_digest
 from spvis_model.hashing import file_sha256
@@ -111,7 +111,5 @@ def ensure_cache(model: SPVIS, s: EvalSet, data_root: str | Path,
     where.mkdir(parents=True, exist_ok=True)
     # Written whole or not at all: a half-written record read by a second builder would look
     # like another dataset's and make it delete this build.
-    tmp = where / f"dataset.sha256.{os.getpid()}.tmp"
-    tmp.write_text(digest + "\n")
-    os.replace(tmp, marker)
+    atomic_write(marker, lambda f: f.write(f"{digest}\n".encode()))
     return build_cache(model, ann, where, progress=progress)

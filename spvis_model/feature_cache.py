@@ -23,18 +23,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from spvis_model.atomic import atomic_write
 from spvis_model.checkpoint import LOAD_ERRORS
 from spvis_model.model import SPVIS, FrameGeometry
 from spvis_model.tracker.types import FrameFeatures
@@ -191,23 +190,10 @@ def build_cache(model: SPVIS, data: str | Path, out_dir: str | Path,
         tensors = _segment_video(model, [read_frame(images, vid, i, n)
                                          for i, n in enumerate(video.file_names)])
         tensors["stamps"] = torch.tensor(video_stamps(video), dtype=torch.float64)
-        _publish(path, lambda f, t=tensors: torch.save(t, f))
-    _publish(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        # Each writer its own temporary file: two builders of one cache do not collide.
+        atomic_write(path, lambda f, t=tensors: torch.save(t, f))
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return FeatureCache(out)
-
-
-def _publish(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write `path` whole or not at all: into a temporary file of its own (two builders of
-    one cache, e.g. two evaluations started together, never share one), then renamed over
-    `path`; the last builder's identical file wins."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.inference_mode()
