@@ -5,7 +5,10 @@ with the model's pixel mean/std and pads bottom/right with zeros to a common siz
 multiple of 32, exactly as `SPVIS.preprocess` does at inference. Ground-truth masks are padded
 the same way (False), so predictions and targets cover the same padded image. The loss is
 Mask2Former's (`SetCriterion`: Hungarian matching, class CE ×2 with no-object weight 0.1, mask
-BCE ×5 and dice ×5 on importance-sampled points) with deep supervision over every aux output.
+BCE ×5 and dice ×5 on importance-sampled points) with deep supervision over every aux output,
+plus, when `contrast_weight` > 0, the instance-contrastive term of
+`spvis_model.training.instance_contrast` on the last layer's query embeddings (clips of two or
+more frames).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spvis_model.training.criterion import SetCriterion
+from spvis_model.training.instance_contrast import instance_contrast_loss
 
 if TYPE_CHECKING:
     from spvis_model.model import SPVIS
@@ -31,9 +35,13 @@ class SegmenterTask:
         class_weight, mask_weight, dice_weight, eos_coef: SetCriterion's weights.
         oversample_ratio, importance_sample_ratio: SetCriterion's point sampling.
         deep_supervision: also supervise every aux output (default True).
+        contrast_weight: weight of the instance-contrastive term (0: off, the default; it
+            needs clips of two or more frames).
+        contrast_temperature: its softmax temperature (> 0).
 
     Logs: loss_ce, loss_mask, loss_dice (last layer, unweighted), loss_aux (weighted sum of the
-    aux layers' terms) and num_masks (ground-truth masks in this rank's batch).
+    aux layers' terms), num_masks (ground-truth masks in this rank's batch) and, with the
+    contrastive term on, loss_contrast (unweighted) and contrast_anchors.
     """
 
     name = "segmenter"
@@ -42,10 +50,19 @@ class SegmenterTask:
     def __init__(self, *, num_points: int = 12544, class_weight: float = 2.0,
                  mask_weight: float = 5.0, dice_weight: float = 5.0, eos_coef: float = 0.1,
                  oversample_ratio: float = 3.0, importance_sample_ratio: float = 0.75,
-                 deep_supervision: bool = True) -> None:
+                 deep_supervision: bool = True, contrast_weight: float = 0.0,
+                 contrast_temperature: float = 0.1) -> None:
         if not isinstance(deep_supervision, bool):
             raise ValueError(f"deep_supervision = {deep_supervision!r}: must be a bool")
+        for name, value, low in (("contrast_weight", contrast_weight, 0.0),
+                                 ("contrast_temperature", contrast_temperature, None)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or (value < low if low is not None else value <= 0):
+                raise ValueError(f"{name} = {value!r}: must be a finite number "
+                                 + (">= 0" if low is not None else "> 0"))
         self.deep_supervision = deep_supervision
+        self.contrast_weight = float(contrast_weight)
+        self.contrast_temperature = float(contrast_temperature)
         self._criterion_args: dict[str, Any] = dict(
             num_points=num_points, class_weight=class_weight, mask_weight=mask_weight,
             dice_weight=dice_weight, eos_coef=eos_coef, oversample_ratio=oversample_ratio,
@@ -82,6 +99,13 @@ class SegmenterTask:
         if aux:
             logs["loss_aux"] = float(torch.stack(aux).sum().detach())
         logs["num_masks"] = float(sum(len(t["labels"]) for t in targets))
+        if self.contrast_weight > 0:
+            contrast, anchors = instance_contrast_loss(
+                decoder.query_embed, [int(c.frames.shape[0]) for c in clips], out.indices,
+                [ids for c in clips for ids in c.track_ids], self.contrast_temperature)
+            total = total + self.contrast_weight * contrast
+            logs["loss_contrast"] = float(contrast.detach())
+            logs["contrast_anchors"] = float(anchors)
         return total, logs
 
 
