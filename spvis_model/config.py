@@ -20,6 +20,7 @@ BACKBONES = ("tiny", "lite0", "r50", "r101", "swin-t", "swin-s", "swin-b", "swin
 SIZED_BACKBONES = ("r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
 CHANNEL_ORDERS = ("rgb", "bgr")
 ASSOCIATIONS = ("pgt", "minvis")
+NMS_MEASURES = ("soft_iou", "hard_ios")
 TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
 # Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
 RETIRED_FIELDS: dict[str, str] = {
@@ -128,6 +129,10 @@ class TrackerConfig:
     previous one (default 0.05 s: streams of 20 fps and more). Chosen on validation sets
     (docs/model.md): on every frame it gained +0.005 AP at 25-30 fps, but cost HOTA 0.024 and
     IDF1 0.039 at 8-15 fps and 0.009 AP at 2-5 fps. `.inf` runs it on every frame.
+    `nms_measure` is how candidate NMS (`nms_iou`, the threshold, 1.0: off) measures two
+    detections' overlap: "soft_iou" (IoU of the mask probabilities) or "hard_ios" (masks at
+    0.5, intersection over the smaller: a query covering part of an object another query
+    covers whole is its duplicate, whatever the size ratio; chosen on validation, docs/model.md).
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
@@ -145,6 +150,7 @@ class TrackerConfig:
     tentative_intervals: float = 3.0
     detect_score: float = 0.3
     nms_iou: float = 1.0
+    nms_measure: str = "soft_iou"
     new_track_score: float = 0.5
     active_gate: float = 1.2
     lost_gate: float = 0.4
@@ -264,6 +270,8 @@ class ModelConfig:
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
+        _check(tr.nms_measure in NMS_MEASURES, "tracker.nms_measure", tr.nms_measure,
+               f"one of {', '.join(NMS_MEASURES)}")
         for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",
                      "snapshot_min_score",
                      "snapshot_min_visibility", "output_score"):

@@ -30,6 +30,7 @@ def test_yaml_preset_with_overrides(tmp_path):
     ("preset: tiny\nsegmenter:\n  num_queries: 0\n", r"segmenter\.num_queries = 0"),
     ("preset: tiny\npixel_decoder:\n  norm_groups: 7\n", r"pixel_decoder\.norm_groups = 7"),
     ("preset: tiny\ntracker:\n  detect_score: 1.5\n", r"tracker\.detect_score = 1\.5"),
+    ("preset: tiny\ntracker:\n  nms_measure: iou\n", r"tracker\.nms_measure = 'iou'"),
     ("preset: tiny\ntracker:\n  max_tracks: 4\n  association: minvis\n",
      r"tracker\.max_tracks = 4: must be >= segmenter\.num_queries"),
     ("preset: tiny\ntracker:\n  keep_secs: 3\n", r"unknown field\(s\) \['keep_secs'\]"),

@@ -299,6 +299,32 @@ def test_mask_nms_keeps_the_best_of_overlapping_candidates():
     assert mask_nms(cand[:1], score, low, 0.3).tolist() == [0]
 
 
+def test_hard_ios_nms_removes_a_part_inside_a_whole():
+    from spvis_model.tracker.detections import candidates, mask_nms
+    from spvis_model.tracker.geometry import hard_ios, mask_overlap, soft_iou
+
+    whole = square(0, 0, size=4)                    # 16 cells
+    part = square(0, 0, size=2)                     # 4 cells, all inside `whole`
+    beside = square(0, 4, size=4)                   # touches nothing of `whole`
+    faint = square(0, 0, size=4) * 0.4              # below 0.5 everywhere: an empty hard mask
+    low = torch.stack([whole, part, beside, faint])
+    # IoU of part and whole is 1/4, intersection over the smaller 1.
+    assert float(soft_iou(part[None], whole[None])) == pytest.approx(0.25)
+    assert float(hard_ios(part[None], whole[None])) == pytest.approx(1.0)
+    assert float(hard_ios(faint[None], whole[None])) == 0.0
+    assert torch.equal(mask_overlap(low, low, "soft_iou"), soft_iou(low, low))
+    with pytest.raises(ValueError, match="measure = 'iou'"):
+        mask_overlap(low, low, "iou")
+    score = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    cand = torch.arange(4)
+    assert mask_nms(cand, score, low, 0.5, "soft_iou").tolist() == [0, 1, 2, 3]
+    assert mask_nms(cand, score, low, 0.5, "hard_ios").tolist() == [0, 2, 3]
+    # The part goes whichever of the two scores higher.
+    score = torch.tensor([0.8, 0.9, 0.7, 0.6])
+    assert mask_nms(cand, score, low, 0.5, "hard_ios").tolist() == [1, 2, 3]
+    assert candidates(score, low, 0.65, 0.5, "hard_ios").tolist() == [1, 2]
+
+
 def test_publish_policies_coasting_and_duplicate_suppression():
     from spvis_model.tracker.publish import coasting, suppress_duplicates
 

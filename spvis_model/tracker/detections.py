@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from spvis_model.tracker.geometry import lowres, normalised_cxcywh, soft_iou
+from spvis_model.tracker.geometry import lowres, mask_overlap, normalised_cxcywh
 from spvis_model.tracker.types import FrameFeatures
 
 
@@ -42,14 +42,14 @@ class Detections:
 
 
 def detections_from(feats: FrameFeatures, mask_res: int, detect_score: float,
-                    nms_iou: float = 1.0) -> Detections:
+                    nms_iou: float = 1.0, nms_measure: str = "soft_iou") -> Detections:
     """Prepare a frame's detections (see `Detections`); masks are cropped to the valid frame
     area before pooling, so R×R covers the frame and not the padding. Candidates whose mask
-    overlaps a better-scoring candidate's by more than `nms_iou` are duplicates of it and left
-    out (1.0: keep all)."""
+    overlaps a better-scoring candidate's by more than `nms_iou` (measured by `nms_measure`)
+    are duplicates of it and left out (1.0: keep all)."""
     dets = detection_tensors(feats, mask_res)
     return dataclasses.replace(dets, candidates=candidates(dets.score, dets.low, detect_score,
-                                                           nms_iou))
+                                                           nms_iou, nms_measure))
 
 
 def detection_tensors(feats: FrameFeatures, mask_res: int) -> Detections:
@@ -67,16 +67,17 @@ def detection_tensors(feats: FrameFeatures, mask_res: int) -> Detections:
 
 
 def candidates(score: torch.Tensor, low: torch.Tensor, detect_score: float,
-               nms_iou: float = 1.0) -> torch.Tensor:
+               nms_iou: float = 1.0, nms_measure: str = "soft_iou") -> torch.Tensor:
     """(D,) int64 indices of the detections scoring >= `detect_score`, in index order, without
-    the ones a better-scoring candidate's mask overlaps by more than `nms_iou`.
+    the ones a better-scoring candidate's mask overlaps by more than `nms_iou` (measured by
+    `nms_measure`, see `mask_nms`).
 
     Args:
         score: (N,); low: (N, R, R) mask probabilities.
     """
     cand = torch.nonzero(score >= detect_score).flatten()
     if nms_iou < 1.0:
-        cand = mask_nms(cand, score, low, nms_iou)
+        cand = mask_nms(cand, score, low, nms_iou, nms_measure)
     return cand
 
 
@@ -88,12 +89,14 @@ def mask_quality(prob: torch.Tensor) -> torch.Tensor:
 
 
 def mask_nms(cand: torch.Tensor, score: torch.Tensor, low: torch.Tensor,
-             iou: float) -> torch.Tensor:
-    """Greedy non-maximum suppression on soft mask IoU.
+             iou: float, measure: str = "soft_iou") -> torch.Tensor:
+    """Greedy non-maximum suppression on mask overlap.
 
     Args:
         cand: (D,) candidate indices; score: (N,); low: (N, R, R) mask probabilities.
         iou: a candidate overlapping a kept, better-scoring one by more than this goes.
+        measure: "soft_iou" (IoU of the probabilities) or "hard_ios" (intersection over the
+            smaller of the masks at 0.5).
 
     Returns:
         (D',) the kept candidates, in index order.
@@ -101,7 +104,7 @@ def mask_nms(cand: torch.Tensor, score: torch.Tensor, low: torch.Tensor,
     if cand.numel() < 2:
         return cand
     order = cand[score[cand].argsort(descending=True)]
-    overlap = soft_iou(low[order], low[order])
+    overlap = mask_overlap(low[order], low[order], measure)
     keep = torch.ones(order.numel(), dtype=torch.bool, device=cand.device)
     # A candidate is suppressed by any better kept one; rows are visited best first.
     for i in range(1, order.numel()):

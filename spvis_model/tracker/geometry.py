@@ -71,6 +71,26 @@ def soft_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tenso
     return inter / union.clamp_min(eps)
 
 
+def hard_ios(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise intersection over the smaller mask of probability masks thresholded at 0.5:
+    (M, R, R) x (N, R, R) -> (M, N); 0 where either mask is empty."""
+    a = (a > 0.5).flatten(1).float()
+    b = (b > 0.5).flatten(1).float()
+    inter = a @ b.T
+    smaller = torch.minimum(a.sum(1, keepdim=True), b.sum(1)[None])
+    return torch.where(smaller > 0, inter / smaller.clamp_min(1.0), torch.zeros_like(inter))
+
+
+def mask_overlap(a: torch.Tensor, b: torch.Tensor, measure: str = "soft_iou") -> torch.Tensor:
+    """Pairwise overlap of probability masks by `measure` ("soft_iou" or "hard_ios", see
+    TrackerConfig.nms_measure): (M, R, R) x (N, R, R) -> (M, N)."""
+    if measure == "soft_iou":
+        return soft_iou(a, b)
+    if measure == "hard_ios":
+        return hard_ios(a, b)
+    raise ValueError(f"measure = {measure!r}: must be 'soft_iou' or 'hard_ios'")
+
+
 def centre_distance(box_a: torch.Tensor, box_b: torch.Tensor) -> torch.Tensor:
     """Pairwise distance of box centres (cx, cy, w, h normalised): (M, 4) x (N, 4) -> (M, N)."""
     return torch.cdist(box_a[:, :2], box_b[:, :2])

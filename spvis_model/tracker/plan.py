@@ -78,7 +78,7 @@ def plan_frame(cfg: TrackerConfig, copies: dict[str, torch.Tensor], max_tracks: 
     """
     state = host_state(copies, max_tracks)
     unit, low, score = copies["det_unit"], copies["det_low"], copies["det_score"]
-    cand = candidates(score, low, cfg.detect_score, cfg.nms_iou)
+    cand = candidates(score, low, cfg.detect_score, cfg.nms_iou, cfg.nms_measure)
     empty = torch.zeros(0)
     dets = Detections(embed=unit, unit=unit, score=score, low=low, box=empty,
                       pooled_features=empty, candidates=cand)
