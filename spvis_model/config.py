@@ -133,6 +133,10 @@ class TrackerConfig:
     detections' overlap: "soft_iou" (IoU of the mask probabilities) or "hard_ios" (masks at
     0.5, intersection over the smaller: a query covering part of an object another query
     covers whole is its duplicate, whatever the size ratio; chosen on validation, docs/model.md).
+    A detection's score is its class probability times its mask quality (the mean mask
+    probability inside the mask), measured on the tracker's R×R masks (`score_masks: low`) or on
+    the segmenter's stride-4 masks (`full`, Mask2Former's score; an object smaller than about
+    one R×R cell scores 0 on `low`).
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
@@ -151,6 +155,7 @@ class TrackerConfig:
     detect_score: float = 0.3
     nms_iou: float = 1.0
     nms_measure: str = "soft_iou"
+    score_masks: str = "low"
     new_track_score: float = 0.5
     active_gate: float = 1.2
     lost_gate: float = 0.4
@@ -270,6 +275,8 @@ class ModelConfig:
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
+        _check(tr.score_masks in ("low", "full"), "tracker.score_masks", tr.score_masks,
+               "'low' or 'full'")
         _check(tr.nms_measure in NMS_MEASURES, "tracker.nms_measure", tr.nms_measure,
                f"one of {', '.join(NMS_MEASURES)}")
         for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",

@@ -377,3 +377,26 @@ def test_lost_by_position_matches_a_lost_track_where_it_was():
     d = dets([a], [square(0, 0)], [0.9])
     assert associate(state, d, CFG).match[0] == -1
     assert associate(state, d, dataclasses.replace(CFG, lost_by_position=True)).match[0] == 0
+
+
+def test_score_masks_full_keeps_an_object_smaller_than_a_low_res_cell():
+    from spvis_model.tracker.detections import detection_tensors
+    from spvis_model.tracker.types import FrameFeatures
+
+    h, w = 64, 64
+    masks = torch.full((2, h, w), -8.0)
+    masks[0, 10:13, 10:13] = 8.0          # 3x3 of a 64x64 grid: under one 4x4 cell of R = 16
+    masks[1, 20:52, 20:52] = 8.0          # a large object
+    logits = torch.tensor([[4.0, -4.0, -4.0], [4.0, -4.0, -4.0]])
+    feats = FrameFeatures(query_embed=torch.randn(2, C), pred_logits=logits, pred_masks=masks,
+                          mask_features=torch.zeros(C, h, w), memory=torch.zeros(1, 4),
+                          spatial_shapes=torch.tensor([[1, 1]]),
+                          level_start_index=torch.tensor([0]), valid_hw=(h, w))
+    low = detection_tensors(feats, 16, "low")
+    full = detection_tensors(feats, 16, "full")
+    assert float(low.score[0]) == 0.0            # its R×R mask is empty
+    assert float(full.score[0]) > 0.9
+    assert float(full.score[1]) == pytest.approx(float(low.score[1]), abs=0.02)
+    assert torch.equal(low.low, full.low)        # only the score changes
+    with pytest.raises(ValueError, match="score_masks = 'mid'"):
+        detection_tensors(feats, 16, "mid")

@@ -42,23 +42,34 @@ class Detections:
 
 
 def detections_from(feats: FrameFeatures, mask_res: int, detect_score: float,
-                    nms_iou: float = 1.0, nms_measure: str = "soft_iou") -> Detections:
+                    nms_iou: float = 1.0, nms_measure: str = "soft_iou",
+                    score_masks: str = "low") -> Detections:
     """Prepare a frame's detections (see `Detections`); masks are cropped to the valid frame
     area before pooling, so R×R covers the frame and not the padding. Candidates whose mask
     overlaps a better-scoring candidate's by more than `nms_iou` (measured by `nms_measure`)
     are duplicates of it and left out (1.0: keep all)."""
-    dets = detection_tensors(feats, mask_res)
+    dets = detection_tensors(feats, mask_res, score_masks)
     return dataclasses.replace(dets, candidates=candidates(dets.score, dets.low, detect_score,
                                                            nms_iou, nms_measure))
 
 
-def detection_tensors(feats: FrameFeatures, mask_res: int) -> Detections:
+def detection_tensors(feats: FrameFeatures, mask_res: int,
+                      score_masks: str = "low") -> Detections:
     """The device part of `detections_from`: every field but `candidates` (left empty), with
-    no host round trip. The tracker chooses the candidates on host copies (`candidates`)."""
+    no host round trip. The tracker chooses the candidates on host copies (`candidates`).
+
+    `score_masks` says which masks the score's mask quality is measured on: "low", the R×R
+    masks (an object smaller than about one R×R cell has an empty mask there and scores 0),
+    or "full", the segmenter's stride-4 masks (Mask2Former's own score)."""
     h, w = feats.valid_hw
     class_score = feats.pred_logits.softmax(-1)[:, :-1].max(-1).values
     low = lowres(feats.pred_masks[:, :h, :w], mask_res).sigmoid()
-    score = class_score * mask_quality(low)
+    if score_masks == "full":
+        score = class_score * mask_quality(feats.pred_masks[:, :h, :w].sigmoid())
+    elif score_masks == "low":
+        score = class_score * mask_quality(low)
+    else:
+        raise ValueError(f"score_masks = {score_masks!r}: must be 'low' or 'full'")
     return Detections(
         embed=feats.query_embed, unit=F.normalize(feats.query_embed, dim=-1), score=score,
         low=low, box=normalised_cxcywh(low),

@@ -137,7 +137,7 @@ class Tracker(nn.Module):
         cfg = self.cfg
         settings = settings or TrackSettings.from_config(cfg)
         dev = state.status.device
-        dets = detection_tensors(feats, cfg.mask_res)
+        dets = detection_tensors(feats, cfg.mask_res, cfg.score_masks)
         since = (stamp - state.last_seen).float().clamp_min(0)
         # The one copy of the assignment inputs; everything decided from it is decided on the
         # host, by the same stage functions on the copies (spvis_model.tracker.host).
