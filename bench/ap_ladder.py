@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ablation import parse_variant
 from eval_sets import ensure_cache, ensure_dataset, load_sets
-from segmenter_recall import frame_masks
+from segmenter_recall import query_scores
 
 from spvis_model.ablation import make_variant, variant_results
 from spvis_model.eval.ceiling import reassociate
@@ -66,13 +66,7 @@ def query_oracle(model: SPVIS, cache: Any, gt: GroundTruth, data: Path, score_mi
         scores: list[list[float]] = [[] for _ in objects]
         labels: list[list[int]] = [[] for _ in objects]
         for t in range(len(video)):
-            feats = video.features(t, heads, model.device)
-            logits = frame_masks(feats.pred_masks, g.padded, g.resized, g.original)
-            inside = logits > 0
-            prob = logits.sigmoid()
-            cls = feats.pred_logits.float().softmax(-1)[:, :-1]
-            quality = (prob * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp(min=1)
-            score = cls.max(-1).values * quality
+            inside, score, cls = query_scores(video.features(t, heads, model.device), g)
             keep = torch.nonzero((score >= score_min) & known[cls.argmax(-1)]).flatten()
             here = [k for k, o in enumerate(objects) if o.frame_areas[t] > 0]
             if not here or keep.numel() == 0:

@@ -8,6 +8,8 @@ For each preset at 640×480 it times, per frame (batch 1, median of the repeats)
   state update;
 - the tracker's cost as a share of the segmenter's (the design goal: SIM + PGT + RCP ≤ 10% of
   the segmenter at 64 tracks on CUDA);
+- candidate NMS (`TrackerConfig.nms_measure`, each measure at `nms_iou` 0.7) in its worst
+  case, every query a candidate, on host copies as the tracker runs it;
 - the TrackerState's bytes against max_tracks, and after 1, 100 and 1000 frames (constant);
 - with ``--step-frames N``, the whole ``SPVIS.step`` (upload, preprocess, segmenter, tracker,
   post-processing to host Instances) on N frames of a moving clip: median, p90, p99; with
@@ -43,8 +45,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from spvis_model.config import preset
+from spvis_model.config import NMS_MEASURES, preset
 from spvis_model.model import SPVIS, make_tracker
+from spvis_model.tracker.detections import candidates, detection_tensors
 from spvis_model.tracker.geometry import time_encoding
 from spvis_model.tracker.state import ACTIVE, TrackerState
 
@@ -163,6 +166,11 @@ def bench_stages(model: SPVIS, device: str, repeats: int) -> dict:
 
     feats = model.frame_features(model.segment(images), 0, geom)
     tracker = model.tracker
+    dets = detection_tensors(feats, tracker.cfg.mask_res)
+    low, every = dets.low.cpu(), torch.ones(dets.score.shape[0])
+    out["queries"] = int(dets.score.shape[0])
+    out["nms_all_queries"] = {m: time_it(lambda m=m: candidates(every, low, 0.0, 0.7, m))
+                                for m in NMS_MEASURES}
     c = model.cfg.segmenter.hidden_dim
     for live in (8, 64):
         state = planted_state(model, live)
@@ -283,6 +291,9 @@ def report(r: dict) -> None:
                   f"{t['assoc_update_s'] * 1e3:.2f} ms); at 30 fps "
                   f"{t['tracker_30fps_s'] * 1e3:.2f} ms = "
                   f"{100 * t['share_of_segmenter_30fps']:.1f}%")
+        nms = ", ".join(f"{m} {t * 1e3:.2f} ms = {100 * t / r['segmenter_s']:.2f}%"
+                        for m, t in r["nms_all_queries"].items())
+        print(f"  candidate NMS, all {r['queries']} queries candidates: {nms} of the segmenter")
         sizes = ", ".join(f"{m}: {b / 1024:.0f} KiB" for m, b in
                           r["state_bytes_by_max_tracks"].items())
         frames = ", ".join(f"{f}: {b}" for f, b in r["state_bytes_by_frames"].items())

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_sets import ensure_cache, ensure_dataset, load_sets
 
 from spvis_model.eval.data import load_ground_truth
-from spvis_model.model import SPVIS
+from spvis_model.model import SPVIS, FrameGeometry
+from spvis_model.tracker.types import FrameFeatures
 from spvis_model.weights import default_checkpoint
 
 AREA_BINS = ((100, 300), (300, 1000), (1000, 3000), (3000, 10**9))
@@ -102,6 +103,19 @@ def frame_masks(pred_masks: torch.Tensor, padded: tuple[int, int], resized: tupl
     return F.interpolate(x, original, mode="bilinear", align_corners=False)[0]
 
 
+def query_scores(feats: FrameFeatures, geometry: FrameGeometry
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One frame's queries at the frame's own size: (N, H, W) bool masks (logit > 0), (N,)
+    detection scores (class probability x mean mask probability inside the mask, the
+    tracker's score on full masks) and (N, K) class probabilities."""
+    logits = frame_masks(feats.pred_masks, geometry.padded, geometry.resized, geometry.original)
+    inside = logits > 0
+    prob = logits.sigmoid()
+    cls = feats.pred_logits.float().softmax(-1)[:, :-1]
+    quality = (prob * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp(min=1)
+    return inside, cls.max(-1).values * quality, cls
+
+
 def set_recall(model: SPVIS, cache, data: Path, score_min: float, min_area: int) -> Recall:
     """Recall over every cached frame of one set (see the module docstring)."""
     gt = load_ground_truth(data)
@@ -112,13 +126,7 @@ def set_recall(model: SPVIS, cache, data: Path, score_min: float, min_area: int)
         g = video.geometry
         tracks = gt.tracks_by_video[vid]
         for t in range(len(video)):
-            feats = video.features(t, heads, model.device)
-            logits = frame_masks(feats.pred_masks, g.padded, g.resized, g.original)
-            inside = logits > 0
-            prob = logits.sigmoid()
-            cls = feats.pred_logits.float().softmax(-1)[:, :-1]
-            quality = (prob * inside).flatten(1).sum(1) / inside.flatten(1).sum(1).clamp(min=1)
-            score = cls.max(-1).values * quality
+            inside, score, cls = query_scores(video.features(t, heads, model.device), g)
             label = cls.argmax(-1) + 1  # category ids: class index + 1 (synthetic sets)
             flat = inside.flatten(1).float()
             in_view = [tr for tr in tracks if tr.rles[t] is not None and tr.frame_areas[t] > 0]

@@ -21,6 +21,7 @@ SIZED_BACKBONES = ("r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
 CHANNEL_ORDERS = ("rgb", "bgr")
 ASSOCIATIONS = ("pgt", "minvis")
 NMS_MEASURES = ("soft_iou", "hard_ios")
+SCORE_MASKS = ("low", "full")
 TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
 # Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
 RETIRED_FIELDS: dict[str, str] = {
@@ -275,8 +276,8 @@ class ModelConfig:
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
-        _check(tr.score_masks in ("low", "full"), "tracker.score_masks", tr.score_masks,
-               "'low' or 'full'")
+        _check(tr.score_masks in SCORE_MASKS, "tracker.score_masks", tr.score_masks,
+               f"one of {', '.join(SCORE_MASKS)}")
         _check(tr.nms_measure in NMS_MEASURES, "tracker.nms_measure", tr.nms_measure,
                f"one of {', '.join(NMS_MEASURES)}")
         for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",

@@ -54,12 +54,12 @@ class SegmenterTask:
                  contrast_temperature: float = 0.1) -> None:
         if not isinstance(deep_supervision, bool):
             raise ValueError(f"deep_supervision = {deep_supervision!r}: must be a bool")
-        for name, value, low in (("contrast_weight", contrast_weight, 0.0),
-                                 ("contrast_temperature", contrast_temperature, None)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or (value < low if low is not None else value <= 0):
+        for name, value, zero_ok in (("contrast_weight", contrast_weight, True),
+                                     ("contrast_temperature", contrast_temperature, False)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
                 raise ValueError(f"{name} = {value!r}: must be a finite number "
-                                 + (">= 0" if low is not None else "> 0"))
+                                 f"{'>= 0' if zero_ok else '> 0'}")
         self.deep_supervision = deep_supervision
         self.contrast_weight = float(contrast_weight)
         self.contrast_temperature = float(contrast_temperature)
