@@ -137,7 +137,11 @@ class TrackerConfig:
     A detection's score is its class probability times its mask quality (the mean mask
     probability inside the mask), measured on the tracker's R×R masks (`score_masks: low`) or on
     the segmenter's stride-4 masks (`full`, Mask2Former's score; an object smaller than about
-    one R×R cell scores 0 on `low`).
+    one R×R cell scores 0 on `low`). `birth_masks` says the same of the score a detection needs
+    to start a track (`new_track_score`): with `score_masks: full` and `birth_masks: low` a
+    track, once started, is followed as small as the stride-4 masks see it, but only a
+    detection that covers R×R cells starts one (a small real thing that moves, such as a
+    distant pedestrian, starts none; docs/model.md).
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
@@ -157,6 +161,7 @@ class TrackerConfig:
     nms_iou: float = 1.0
     nms_measure: str = "soft_iou"
     score_masks: str = "low"
+    birth_masks: str = "low"
     new_track_score: float = 0.5
     active_gate: float = 1.2
     lost_gate: float = 0.4
@@ -276,8 +281,9 @@ class ModelConfig:
         for name in (*TRACKER_SWITCHES, "lost_by_position"):
             _check(isinstance(getattr(tr, name), bool), f"tracker.{name}", getattr(tr, name),
                    "a bool")
-        _check(tr.score_masks in SCORE_MASKS, "tracker.score_masks", tr.score_masks,
-               f"one of {', '.join(SCORE_MASKS)}")
+        for name in ("score_masks", "birth_masks"):
+            _check(getattr(tr, name) in SCORE_MASKS, f"tracker.{name}", getattr(tr, name),
+                   f"one of {', '.join(SCORE_MASKS)}")
         _check(tr.nms_measure in NMS_MEASURES, "tracker.nms_measure", tr.nms_measure,
                f"one of {', '.join(NMS_MEASURES)}")
         for name in ("detect_score", "nms_iou", "output_nms_iou", "new_track_score",

@@ -32,6 +32,7 @@ def test_yaml_preset_with_overrides(tmp_path):
     ("preset: tiny\ntracker:\n  detect_score: 1.5\n", r"tracker\.detect_score = 1\.5"),
     ("preset: tiny\ntracker:\n  nms_measure: iou\n", r"tracker\.nms_measure = 'iou'"),
     ("preset: tiny\ntracker:\n  score_masks: high\n", r"tracker\.score_masks = 'high'"),
+    ("preset: tiny\ntracker:\n  birth_masks: all\n", r"tracker\.birth_masks = 'all'"),
     ("preset: tiny\ntracker:\n  max_tracks: 4\n  association: minvis\n",
      r"tracker\.max_tracks = 4: must be >= segmenter\.num_queries"),
     ("preset: tiny\ntracker:\n  keep_secs: 3\n", r"unknown field\(s\) \['keep_secs'\]"),

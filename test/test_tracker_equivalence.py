@@ -35,6 +35,8 @@ VARIANTS = {
     "policies": {"nms_iou": 0.5, "coast_seconds": 1.0, "output_nms_iou": 0.5},
     "hard_nms": {"nms_iou": 0.5, "nms_measure": "hard_ios"},
     "full_score": {"score_masks": "full", "nms_iou": 0.7, "nms_measure": "hard_ios"},
+    "low_births": {"score_masks": "full", "birth_masks": "low", "nms_iou": 0.7,
+                   "nms_measure": "hard_ios"},
     "no_correction_no_reid": {"use_correction": False, "use_reid": False},
     "correction_every_frame": {"use_correction": True, "correction_max_interval": math.inf},
     # Only after intervals of at most 0.3 s (the replays mix shorter and longer ones).

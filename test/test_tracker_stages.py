@@ -400,3 +400,17 @@ def test_score_masks_full_keeps_an_object_smaller_than_a_low_res_cell():
     assert torch.equal(low.low, full.low)        # only the score changes
     with pytest.raises(ValueError, match="score_masks = 'mid'"):
         detection_tensors(feats, 16, "mid")
+    # Births on the R×R masks: the small object is followed on stride-4 scores but starts no
+    # track; the large one does.
+    hybrid = detection_tensors(feats, 16, "full", "low")
+    assert torch.equal(hybrid.score, full.score)
+    assert torch.equal(hybrid.birth_score, low.score)
+    cand = dataclasses.replace(hybrid, candidates=torch.tensor([0, 1]))
+    none = torch.tensor([-1])
+    assert select_births(cand, none, 0.5).tolist() == [1]
+    both_full = detection_tensors(feats, 16, "full", "full")
+    assert torch.equal(both_full.birth_score, full.score)
+    assert select_births(dataclasses.replace(both_full, candidates=torch.tensor([0, 1])), none,
+                         0.5).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="birth_masks = 'mid'"):
+        detection_tensors(feats, 16, "full", "mid")

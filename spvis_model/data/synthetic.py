@@ -36,6 +36,7 @@ from spvis_model.config import ConfigError
 from spvis_model.data.real_media import SOURCES
 from spvis_model.data.synthetic_config import (
     IMAGE_FORMATS,
+    MOVER_FIELDS,
     PRESETS,
     REAL_FIELDS,
     REAL_MIX_MEDIA,
@@ -53,7 +54,8 @@ from spvis_model.data.synthetic_render import (
 )
 
 __all__ = [  # the generator's public API, in one import (config, renderer, writer, CLI)
-    "IMAGE_FORMATS", "PRESETS", "REAL_FIELDS", "REAL_MIX_MEDIA", "RLE", "DatasetSummary",
+    "IMAGE_FORMATS", "MOVER_FIELDS", "PRESETS", "REAL_FIELDS", "REAL_MIX_MEDIA", "RLE",
+    "DatasetSummary",
     "ObjectView", "RenderedFrame", "SyntheticConfig", "SyntheticVideo", "TrackBuilder",
     "TrackGT", "add_arguments", "dataset_json", "generate", "generate_dataset",
     "generate_video", "info_config", "main", "parse_size", "preset", "real_background_info", "run",
@@ -106,13 +108,16 @@ def info_config(config: SyntheticConfig) -> dict[str, Any]:
     """The config as a dataset records it (``info.config``): every field, tuples as lists;
     the `REAL_FIELDS` only when one of them is not at its default, and `class_pool` /
     `class_pool_prob` only when `class_pool` is not 0 (so older configs keep their exact
-    bytes). Equal records mean equal datasets (generation is deterministic)."""
+    bytes); the `MOVER_FIELDS` likewise only when `movers` is not (0, 0). Equal records mean
+    equal datasets (generation is deterministic)."""
     defaults = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
     real_default = all(getattr(config, k) == defaults[k] for k in REAL_FIELDS)
+    no_movers = tuple(config.movers) == (0, 0)
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(config).items()
             if not (real_default and k in REAL_FIELDS)
-            and not (k in ("class_pool", "class_pool_prob") and config.class_pool == 0)}
+            and not (k in ("class_pool", "class_pool_prob") and config.class_pool == 0)
+            and not (no_movers and k in MOVER_FIELDS)}
 
 
 def dataset_json(config: SyntheticConfig, videos: list[dict[str, Any]],

@@ -17,6 +17,7 @@ import numpy as np
 
 from spvis_model.config import ConfigError
 from spvis_model.data.real_media import DEFAULT_TRAIN_MEDIA, MEDIA
+from spvis_model.data.real_movers import CUTOUTS
 from spvis_model.data.shapes import CLASS_NAMES
 from spvis_model.data.textures import BACKGROUNDS
 
@@ -26,6 +27,9 @@ REAL_FIELDS: tuple[str, ...] = ("real_backgrounds", "empty_prob", "real_occluder
 """The real-footage options. `dataset_json` leaves them out of ``info.config`` while all are
 at their defaults, so configs without real footage write the same bytes as before they
 existed."""
+MOVER_FIELDS: tuple[str, ...] = ("movers", "mover_cutouts", "mover_size")
+"""The moving-people options (`spvis_model.data.real_movers`), left out of ``info.config``
+while `movers` is (0, 0), for the same reason."""
 IMAGE_FORMATS: tuple[str, ...] = ("jpg", "png")
 REAL_MIX_MEDIA: tuple[str, ...] = (
     "tree", "bikes", "bigbuckbunny", "carphone", "building", "home", "leuven", "aero", "aloe",
@@ -95,6 +99,12 @@ class SyntheticConfig:
             window with the world's aspect ratio, in [0.1, 1].
         real_jitter: colour jitter of real backgrounds and panels, 1 = as the photo backgrounds,
             0 = the real colours and no mirror flip, [0, 1].
+        movers: (min, max) unlabelled people per video (0 - 16), cut out of registered photos
+            (`spvis_model.data.real_movers`), walking behind every labelled object, in
+            object-free clips too; (0, 0) (default): none, and no random draw.
+        mover_cutouts: cut-out names (`real_movers.CUTOUTS`), all of one role, the role of
+            `real_media` when that is used.
+        mover_size: (min, max) height of a mover as a fraction of m, in [0.02, 1].
     """
 
     width: int = 320
@@ -133,10 +143,13 @@ class SyntheticConfig:
     real_video_prob: float = 0.75
     real_crop: tuple[float, float] = (0.6, 1.0)
     real_jitter: float = 1.0
+    movers: tuple[int, int] = (0, 0)
+    mover_cutouts: tuple[str, ...] = ("messi_player", "grace_hopper_person")
+    mover_size: tuple[float, float] = (0.08, 0.3)
 
     def __post_init__(self) -> None:
         for name in ("objects", "classes", "occluders", "fps", "speed", "backgrounds",
-                     "real_media", "real_crop"):
+                     "real_media", "real_crop", "movers", "mover_cutouts", "mover_size"):
             value = getattr(self, name)
             if isinstance(value, list):
                 setattr(self, name, tuple(value))
@@ -185,6 +198,19 @@ class SyntheticConfig:
             raise _fail("real_media", self.real_media,
                         f"mixes roles {roles}: held-out media must never join training media")
         _pair_in(self, "real_crop", 0.1, 1.0)
+        _pair_in(self, "movers", 0, 16, integer=True)
+        _names_in(self, "mover_cutouts", tuple(CUTOUTS))
+        _pair_in(self, "mover_size", 0.02, 1.0)
+        if self.movers[1] > 0:
+            mover_roles = sorted({CUTOUTS[n].role for n in self.mover_cutouts})
+            if len(mover_roles) > 1:
+                raise _fail("mover_cutouts", self.mover_cutouts,
+                            f"mixes roles {mover_roles}: held-out media must never join "
+                            "training media")
+            if self.uses_real_media and mover_roles[0] != self.real_role:
+                raise _fail("mover_cutouts", self.mover_cutouts,
+                            f"are {mover_roles[0]} media while real_media are "
+                            f"{self.real_role}: a set uses media of one role")
 
     @property
     def uses_real_media(self) -> bool:

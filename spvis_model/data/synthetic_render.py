@@ -17,7 +17,9 @@ triangle, star, ring, cross; shape and texture both differ) over a real photo
   packages ship, each with a role, "train" or "heldout"): objects over a real video that plays
   in real time under the camera, object-free clips of real footage with no annotations (to
   teach "no object here"), and occluder panels cut from real frames. Off by default; presets
-  "real_mix" (training) and "real_heldout" (the false-positive test) use it.
+  "real_mix" (training) and "real_heldout" (the false-positive test) use it;
+- optionally people cut out of registered photos walking behind everything, unlabelled
+  (`spvis_model.data.real_movers`, `movers`): small real things that move on their own.
 
 Ground truth per object and frame: the *visible* mask (what is not hidden by anything in front;
 masks of one frame never overlap), its box and area, and `occlusion` = 1 - visible / full area
@@ -49,6 +51,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from spvis_model.data.motion import Box, camera_path, frame_times, object_path
+from spvis_model.data.real_movers import Mover, draw_mover, plan_movers
 from spvis_model.data.real_scene import RealBackdrop, choose_media, real_panel_texture
 from spvis_model.data.shapes import CLASS_NAMES, class_by_name, make_sprite, sprite_pyramid
 from spvis_model.data.synthetic_config import SyntheticConfig
@@ -178,6 +181,7 @@ class SyntheticVideo:
         categories: category id of each object (track_id - 1 indexes it).
         depths: drawing order of each object (0 = back).
         panel_media: (name, source frame) of each occluder cut from real footage.
+        movers: the cut-out name of each unlabelled walking person (`config.movers`).
     """
 
     def __init__(self, config: SyntheticConfig, index: int) -> None:
@@ -187,10 +191,10 @@ class SyntheticVideo:
         self.config = config
         self.index = int(index)
         self.name = f"video_{self.index:05d}"
-        # spawn(4)'s first three children are spawn(3)'s: the old streams are unchanged.
-        plan_rng, sprite_rng, frame_rng, real_rng = (
+        # spawn(n)'s first children are spawn(n - 1)'s: the older streams are unchanged.
+        plan_rng, sprite_rng, frame_rng, real_rng, mover_rng = (
             np.random.default_rng(s)
-            for s in np.random.SeedSequence([config.seed, self.index]).spawn(4))
+            for s in np.random.SeedSequence([config.seed, self.index]).spawn(5))
         cfg = config
         w, h = cfg.width, cfg.height
         m = float(min(w, h))
@@ -230,6 +234,10 @@ class SyntheticVideo:
             self._occluders = self._plan_occluders(plan_rng, sprite_rng, real_rng, view,
                                                    (cw, ch), m)
             self._objects = self._plan_objects(plan_rng, sprite_rng, view, m, zmax, duration)
+        # People walking behind everything, in object-free clips too (their own stream).
+        self._movers: list[Mover] = (plan_movers(mover_rng, cfg, self.stamps, view, m)
+                                     if cfg.movers[1] > 0 else [])
+        self.movers = [mv.name for mv in self._movers]
         self.categories = [CLASS_NAMES.index(cfg.classes[o.category_index]) + 1
                            for o in self._objects]
         self.depths = [o.depth for o in self._objects]
@@ -344,6 +352,8 @@ class SyntheticVideo:
         canvas = self.backdrop.canvas(t) if self.backdrop is not None else self._canvas
         image = cv2.warpAffine(canvas, np.array([[z, 0, ox], [0, z, oy]], np.float64),
                                (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        for mover in self._movers:
+            draw_mover(image, mover, t, z, ox, oy)
         owner = np.full((h, w), -1, np.int16)
         drawn: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] = {}
         for j in sorted(range(len(self._objects)), key=lambda i: self._objects[i].depth):

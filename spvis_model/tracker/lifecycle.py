@@ -91,9 +91,9 @@ def free_slots(state: TrackerState, slots: torch.Tensor) -> TrackerState:
 
 def select_births(dets: Detections, match: torch.Tensor, new_track_score: float,
                   duplicate_iou: float = DUPLICATE_IOU) -> torch.Tensor:
-    """Detections that start tracks: confident (>= new_track_score), unmatched, and not
-    overlapping (IoU > duplicate_iou) a matched detection or one already chosen; greedy by
-    score.
+    """Detections that start tracks: confident (birth score >= new_track_score), unmatched,
+    and not overlapping (IoU > duplicate_iou) a matched detection or one already chosen;
+    greedy by birth score (`Detections.birth_score`).
 
     Args:
         dets: this frame's detections.
@@ -104,10 +104,11 @@ def select_births(dets: Detections, match: torch.Tensor, new_track_score: float,
     """
     cand = dets.candidates
     used = match[match >= 0]
-    left = cand[~torch.isin(cand, used) & (dets.score[cand] >= new_track_score)]
+    birth = dets.birth_score
+    left = cand[~torch.isin(cand, used) & (birth[cand] >= new_track_score)]
     if left.numel() == 0:
         return left
-    left = left[dets.score[left].argsort(descending=True)]
+    left = left[birth[left].argsort(descending=True)]
     chosen: list[int] = []
     taken = used.tolist()
     for det in left.tolist():

@@ -73,7 +73,8 @@ def plan_frame(cfg: TrackerConfig, copies: dict[str, torch.Tensor], max_tracks: 
 
     Args:
         copies: host tensors: the `HOST_STATE` fields of the state before this frame, and
-            det_unit (N, C), det_low (N, R, R), det_score (N,) of this frame's detections.
+            det_unit (N, C), det_low (N, R, R), det_score (N,), det_birth_score (N,) of this
+            frame's detections.
         max_tracks: M.
     """
     state = host_state(copies, max_tracks)
@@ -81,7 +82,8 @@ def plan_frame(cfg: TrackerConfig, copies: dict[str, torch.Tensor], max_tracks: 
     cand = candidates(score, low, cfg.detect_score, cfg.nms_iou, cfg.nms_measure)
     empty = torch.zeros(0)
     dets = Detections(embed=unit, unit=unit, score=score, low=low, box=empty,
-                      pooled_features=empty, candidates=cand)
+                      pooled_features=empty, candidates=cand,
+                      birth_score=copies["det_birth_score"])
     before = torch.nonzero(state.status != FREE).flatten()
     assoc = associate(state, dets, cfg)
     state = expire(state, stamp, settings, assoc.match >= 0)

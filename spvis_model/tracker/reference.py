@@ -52,7 +52,7 @@ def reference_step(tracker: nn.Module, state: TrackerState, feats: FrameFeatures
     settings = settings or TrackSettings.from_config(cfg)
     interval = stamp - float(state.last_stamp)
     dets = detections_from(feats, cfg.mask_res, cfg.detect_score, cfg.nms_iou,
-                           cfg.nms_measure, cfg.score_masks)
+                           cfg.nms_measure, cfg.score_masks, cfg.birth_masks)
     since = (stamp - state.last_seen).float().clamp_min(0)
     spatial = _spatial(tracker, state, since, feats)
     assoc = associate(state, dets, cfg)

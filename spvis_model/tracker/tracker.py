@@ -137,12 +137,13 @@ class Tracker(nn.Module):
         cfg = self.cfg
         settings = settings or TrackSettings.from_config(cfg)
         dev = state.status.device
-        dets = detection_tensors(feats, cfg.mask_res, cfg.score_masks)
+        dets = detection_tensors(feats, cfg.mask_res, cfg.score_masks, cfg.birth_masks)
         since = (stamp - state.last_seen).float().clamp_min(0)
         # The one copy of the assignment inputs; everything decided from it is decided on the
         # host, by the same stage functions on the copies (spvis_model.tracker.host).
         copies = to_host({**{name: getattr(state, name) for name in HOST_STATE},
-                          "det_unit": dets.unit, "det_low": dets.low, "det_score": dets.score},
+                          "det_unit": dets.unit, "det_low": dets.low, "det_score": dets.score,
+                          "det_birth_score": dets.birth_score},
                          "association inputs")
         with host_side():
             plan = plan_frame(cfg, copies, state.max_tracks, stamp, settings)
