@@ -79,3 +79,25 @@ def test_a_build_in_progress_is_joined_and_unrecorded_files_are_rebuilt(trained_
     assert "without a record of their annotations: rebuilding" in capsys.readouterr().out
     assert len(rebuilt.video(rebuilt.video_ids[0])) > 0
     assert not list(rebuilt.root.glob("*.tmp"))
+
+
+def test_every_set_keeps_real_media_and_people_to_its_role():
+    """Training sets show only train media and train people; validation sets no training ones
+    (a val person in a training set would make val_real_movers optimistic)."""
+    from eval_sets import load_sets
+
+    from spvis_model.data.real_media import MEDIA
+    from spvis_model.data.real_movers import CUTOUTS
+
+    sets = load_sets()
+    assert {"train_s1_movers", "val_real_movers"} <= set(sets)
+    for name, s in sets.items():
+        cfg = s.config()
+        people = {CUTOUTS[n].role for n in cfg.mover_cutouts} if cfg.movers[1] > 0 else set()
+        media = {MEDIA[n].role for n in cfg.real_media} if cfg.uses_real_media else set()
+        if s.role == "train":
+            assert people <= {"train"} and media <= {"train"}, (name, people, media)
+        else:
+            assert "train" not in people, (name, people)
+    assert sets["val_real_movers"].config().movers[1] > 0
+    assert sets["train_s1_movers"].config().movers[1] > 0
