@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 from test_real_media import need
 
 from spvis_model.config import ConfigError
+from spvis_model.data.real_media import MEDIA, media_frame
 from spvis_model.data.real_movers import CUTOUTS, cutout_names, cutout_rgba
 from spvis_model.data.synthetic import (
     MOVER_FIELDS,
@@ -37,7 +39,8 @@ def test_cutouts_are_people_of_one_role_each_and_deterministic():
     need_cutouts()
     # Validation people (the defaults) and training people come from different photos.
     assert set(cutout_names("val")) == {"messi_player", "grace_hopper_person"}
-    assert set(cutout_names("train")) == {"basketball_right", "astronaut_person"}
+    assert set(cutout_names("train")) == {"basketball_right", "astronaut_person",
+                                          "bikes_cyclist", "carphone_man"}
     assert set(SyntheticConfig().mover_cutouts) == set(cutout_names("val"))
     assert not {CUTOUTS[n].media for n in cutout_names("val")} & {
         CUTOUTS[n].media for n in cutout_names("train")}
@@ -54,6 +57,27 @@ def test_cutouts_are_people_of_one_role_each_and_deterministic():
         assert np.array_equal(cutout_rgba(name), rgba), f"{name}: GrabCut is not repeatable"
     with pytest.raises(ValueError, match="cut-out 'nobody' is not one of"):
         cutout_rgba("nobody")
+
+
+def test_video_cutouts_come_from_their_frame():
+    need_cutouts()
+    for name in ("bikes_cyclist", "carphone_man"):
+        cut = CUTOUTS[name]
+        assert cut.frame > 0 and MEDIA[cut.media].kind == "video"
+        rgba = cutout_rgba(name)
+        inside = rgba[:, :, 3] > 0
+        h, w = rgba.shape[:2]
+        x0, y0, x1, y1 = cut.box
+        frame = media_frame(cut.media, cut.frame)[y0:y1, x0:x1]
+        first = media_frame(cut.media, 0)[y0:y1, x0:x1]
+        # The sprite's pixels are somewhere in the box of its own frame, not of frame 0.
+        found = cv2.matchTemplate(frame, np.ascontiguousarray(rgba[:, :, :3]), cv2.TM_SQDIFF,
+                                  mask=np.dstack([inside] * 3).astype(np.uint8))
+        other = cv2.matchTemplate(first, np.ascontiguousarray(rgba[:, :, :3]), cv2.TM_SQDIFF,
+                                  mask=np.dstack([inside] * 3).astype(np.uint8))
+        # float32 sums: "exact" is a few units against the millions of a wrong frame.
+        assert float(found.min()) < 1e-4 * float(other.min()), name
+        assert h <= y1 - y0 and w <= x1 - x0
 
 
 def test_movers_change_pixels_never_labels():

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from spvis_model.data.motion import Box, object_path
-from spvis_model.data.real_media import MEDIA, load_media_photo
+from spvis_model.data.real_media import MEDIA, media_frame
 
 if TYPE_CHECKING:
     from spvis_model.data.synthetic_config import SyntheticConfig
@@ -40,19 +40,21 @@ _GRABCUT_SEED = 12345
 
 @dataclass(frozen=True)
 class Cutout:
-    """A person in a registered photo.
+    """A person in a registered photo, or in one frame of a registered video.
 
     Attributes:
         name: the cut-out's name (`SyntheticConfig.mover_cutouts`).
-        media: the registered photo (`real_media.MEDIA`); its role is the cut-out's.
-        box: (x0, y0, x1, y1) pixels of the photo around the person (GrabCut's rectangle).
+        media: the registered photo or video (`real_media.MEDIA`); its role is the cut-out's.
+        box: (x0, y0, x1, y1) pixels of the image around the person (GrabCut's rectangle).
         description: what it shows.
+        frame: the video frame the person is cut from (0 for a photo).
     """
 
     name: str
     media: str
     box: tuple[int, int, int, int]
     description: str
+    frame: int = 0
 
     @property
     def role(self) -> str:
@@ -69,6 +71,13 @@ CUTOUTS: dict[str, Cutout] = {c.name: c for c in (
            "grey: a man in a patterned shirt seen from behind, waist up"),
     Cutout("astronaut_person", "astronaut", (20, 10, 380, 512),
            "a woman in an orange flight suit, waist up"),
+    # Stop 31: people in frames of the training videos.
+    Cutout("bikes_cyclist", "bikes", (372, 2, 530, 272),
+           "a cyclist in black with a helmet standing over his bike, whole body (a strip of "
+           "the lamp post stays on)", frame=125),
+    Cutout("carphone_man", "carphone", (25, 10, 150, 144),
+           "a man in a dark suit and red bow tie, head and shoulders (a corner of the car "
+           "seat stays on)", frame=15),
 )}
 """Every registered cut-out, by name."""
 
@@ -90,7 +99,7 @@ def cutout_rgba(name: str) -> np.ndarray:
     if name not in CUTOUTS:
         raise ValueError(f"cut-out {name!r} is not one of {sorted(CUTOUTS)}")
     cut = CUTOUTS[name]
-    rgb = load_media_photo(cut.media)
+    rgb = media_frame(cut.media, cut.frame)
     x0, y0, x1, y1 = cut.box
     mask = np.zeros(rgb.shape[:2], np.uint8)
     bgd = np.zeros((1, 65), np.float64)
