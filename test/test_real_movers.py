@@ -65,19 +65,16 @@ def test_video_cutouts_come_from_their_frame():
         cut = CUTOUTS[name]
         assert cut.frame > 0 and MEDIA[cut.media].kind == "video"
         rgba = cutout_rgba(name)
-        inside = rgba[:, :, 3] > 0
-        h, w = rgba.shape[:2]
         x0, y0, x1, y1 = cut.box
-        frame = media_frame(cut.media, cut.frame)[y0:y1, x0:x1]
-        first = media_frame(cut.media, 0)[y0:y1, x0:x1]
-        # The sprite's pixels are somewhere in the box of its own frame, not of frame 0.
-        found = cv2.matchTemplate(frame, np.ascontiguousarray(rgba[:, :, :3]), cv2.TM_SQDIFF,
-                                  mask=np.dstack([inside] * 3).astype(np.uint8))
-        other = cv2.matchTemplate(first, np.ascontiguousarray(rgba[:, :, :3]), cv2.TM_SQDIFF,
-                                  mask=np.dstack([inside] * 3).astype(np.uint8))
-        # float32 sums: "exact" is a few units against the millions of a wrong frame.
-        assert float(found.min()) < 1e-4 * float(other.min()), name
-        assert h <= y1 - y0 and w <= x1 - x0
+        assert rgba.shape[0] <= y1 - y0 and rgba.shape[1] <= x1 - x0
+        sprite = np.ascontiguousarray(rgba[:, :, :3])
+        mask = np.repeat(rgba[:, :, 3:] // 255, 3, axis=2)
+        own, first = (cv2.matchTemplate(media_frame(cut.media, k)[y0:y1, x0:x1], sprite,
+                                        cv2.TM_SQDIFF, mask=mask).min()
+                      for k in (cut.frame, 0))
+        # The sprite's pixels lie in the box of its own frame, not of frame 0 (float32 sums:
+        # "exact" is a few units against the millions of a wrong frame).
+        assert float(own) < 1e-4 * float(first), name
 
 
 def test_movers_change_pixels_never_labels():

@@ -1,21 +1,22 @@
-"""Real things that move: people cut out of registered photos and walked across a synthetic
-video, unlabelled ("movers").
+"""Real things that move: people cut out of registered photos (or video frames) and walked
+across a synthetic video, unlabelled ("movers").
 
 A deployed camera sees people, mostly small and moving, and none of them is one of the demo
 model's classes. Object-free clips of still photos under camera motion (`val_real_unseen`)
 did not show what the held-out street video showed (docs/model.md, stop 29): small blobs that
-move on their own. A mover is a cut-out of a person from a registered photo
-(`spvis_model.data.real_media`), scaled to a height drawn per mover, walking a path of the
-generator's motion model, drawn behind every labelled object (so it never changes a label).
-The cut-out's role is its photo's role: validation sets use people from "val" photos only,
-training sets people from "train" photos, so the validation people stay unseen.
+move on their own. A mover is a cut-out of a person from a registered photo or from one
+frame of a registered video (`spvis_model.data.real_media`), scaled to a height drawn per
+mover, walking a path of the generator's motion model, drawn behind every labelled object (so
+it never changes a label).
+The cut-out's role is its medium's role: validation sets use people from "val" media only,
+training sets people from "train" media, so the validation people stay unseen.
 
     rgba = cutout_rgba("messi_player")          # (h, w, 4) uint8, alpha 0 / 255, read-only
     movers = plan_movers(rng, config, stamps, view, m)
     draw_mover(image, movers[0], t, zoom, offset_x, offset_y)
 
 The cut-out is GrabCut's foreground inside a registered box, with OpenCV's random generator
-seeded, so the same photo always gives the same sprite.
+seeded, so the same image always gives the same sprite.
 """
 
 from __future__ import annotations
