@@ -33,7 +33,8 @@ from spvis_model.ablation import (
     METRICS,
     make_variant,
     published_per_frame,
-    run_variants,
+    score,
+    variant_results,
 )
 from spvis_model.model import SPVIS
 from spvis_model.weights import default_checkpoint
@@ -64,6 +65,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, overrides
 
 
+def _folder(row: str) -> str:
+    """A row name as a folder name: 'PGT as configured' -> 'PGT_as_configured'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in row).strip("_")
+
+
 def table(rows: dict[str, dict[str, float]]) -> str:
     head = "| tracker | " + " | ".join(METRICS) + " |"
     lines = [head, "|---|" + "---:|" * len(METRICS)]
@@ -85,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra row NAME=key:value,... (TrackerConfig fields)")
     ap.add_argument("--no-table", action="store_true", help="only the --variant rows")
     ap.add_argument("--score-threshold", type=float, default=0.5)
+    ap.add_argument("--save-results", action="store_true",
+                    help="also write each row's results list to OUT/results/<row>/<set>.json "
+                         "(for bench/compare_results.py)")
     ap.add_argument("--false-positives", default="",
                     help="comma-separated object-free sets (e.g. real_heldout): instances "
                          "published per frame by MinVIS and the model as configured, per clip")
@@ -104,8 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         s = sets[name]
         t0 = time.monotonic()
         cache = ensure_cache(model, s, args.data_root, args.cache_root)
-        rows = run_variants(model, cache, ensure_dataset(s, args.data_root), rows_table,
-                            args.score_threshold)
+        data = ensure_dataset(s, args.data_root)
+        variants = [make_variant(model, row, overrides) for row, overrides in rows_table.items()]
+        results = variant_results(model, cache, data, variants)
+        rows = {row: score(data, res, args.score_threshold) for row, res in results.items()}
+        if args.save_results:
+            for row, res in results.items():
+                out = args.out / "results" / _folder(row) / f"{name}.json"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(res))
         everything[name] = rows
         print(f"\n### {name} ({s.role}; {len(cache.video_ids)} videos; "
               f"{time.monotonic() - t0:.0f} s)\n")

@@ -1,6 +1,6 @@
 """The pieces of scripts/gpu_train.sh (a stage-1 run sized to the GPU machine's minutes).
 
-    python bench/gpu_train.py data --set train_s1 --videos 1000 --jobs 16 --out DIR
+    python bench/gpu_train.py data --set train_s1_movers4 --videos 1000 --jobs 16 --out DIR
     python bench/gpu_train.py model-config --init spvis_model/weights/spvis_lite0.pt \\
         [--max-size 640] --out MODEL.yaml
     python bench/gpu_train.py export --run RUN --out OUT --keep 4 [--json extra.json ...]
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data")
-    d.add_argument("--set", default="train_s1")
+    d.add_argument("--set", default="train_s1_movers4")
     d.add_argument("--videos", type=int)
     d.add_argument("--frames", type=int)
     d.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT (default: the set's)")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stage 1 on the lent GPU machine, sized to its minutes: one command that, on a fresh CUDA
 # machine with only torch (Python 3.12, no package index), builds the extension, generates the
-# training data (train_s1 of configs/eval_sets.yaml with more videos, real-footage negatives
-# from the media copy in .whl/media), continues the shipped model with
-# configs/train_stage1_gpu.yaml (bf16, 16 clips x 2 frames per step) for whatever is left of
+# training data (train_s1_movers4 of configs/eval_sets.yaml with more videos: real-footage
+# negatives and people walking across, from the media copy in .whl/media), continues the
+# shipped model with configs/train_stage1_gpu.yaml (bf16, 16 clips x 2 frames per step) for whatever is left of
 # the deadline (the trainer's time_budget_s fixes the steps after 20 timed ones, four
 # checkpoints whatever the speed), and brings back OUT/model_step_*.pt (float16 spvis model
 # files, ~12 MiB each), OUT/train.json, OUT/log.csv and OUT/log.txt: at most 7 files.
@@ -12,19 +12,24 @@
 #   bash scripts/gpu_train.sh OUT             # there: device run with carry [".whl"]
 #   bash scripts/gpu_train.sh --dry-run OUT   # any CPU: the same steps, tiny model and data
 #
-# Then, here: choose among the files on validation sets and go on with the recipe of
-# docs/model.md ("The shipped demo model"):
-#   python bench/select_checkpoint.py --run OUT --sets val_heldout,val_lowfps --fp-sets val_real \
-#       --model-config configs/model_lite0_synthetic.yaml \
-#       --baseline spvis_model/weights/spvis_lite0.pt --export selected.pt
+# Then, here: choose among the files on the fresh validation sets (the shipped model's
+# calibrations; the old val sets chose the shipped model and flatter it), compare with the
+# shipped model's results (paired jackknife), and go on with the recipe of docs/model.md
+# ("The shipped demo model"):
+#   python bench/gpu_train.py model-config --init spvis_model/weights/spvis_lite0.pt --out ship.yaml
+#   python bench/select_checkpoint.py --run OUT --sets val2_heldout,val2_lowfps \
+#       --fp-sets val_real_movers,val_real_unseen,val_real --model-config ship.yaml \
+#       --baseline spvis_model/weights/spvis_lite0.pt --save-results R --export selected.pt
+#   python bench/compare_results.py --reference R/baseline_spvis_lite0.pt \
+#       --candidate R/step_XXXXXX --sets val2_heldout,val2_lowfps
 #
 # Options: --deadline SECONDS for the whole command (default 560: a device command may run
 # 600 s), --videos N (default 1000), --size WxH (frame size of the data, default the set's
 # 320x240), --max-size PX (the model's input.max_size for training, default the init's),
 # --init CKPT (default spvis_model/weights/spvis_lite0.pt), --config YAML, --keep K (model
 # files brought back, default 4), --set NAME (the training set of configs/eval_sets.yaml,
-# default train_s1; train_s1_same: same-class crowds). Exit status 0 when a model file was
-# written.
+# default train_s1_movers4, the stop-30 mix with a new seed; train_s1: without the people;
+# train_s1_same: same-class crowds). Exit status 0 when a model file was written.
 #
 # Environment: PYTHON (default .venv/bin/python where it exists, else python3), SPVIS_WHEELS
 # (default .whl), SPVIS_GPU_TRAIN_WORK (work folder, kept; default a temporary one, removed).
@@ -41,7 +46,7 @@ MAX_SIZE=""
 INIT=spvis_model/weights/spvis_lite0.pt
 CONFIG=configs/train_stage1_gpu.yaml
 KEEP=4
-SET=train_s1
+SET=train_s1_movers4
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "gpu_train.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
