@@ -88,3 +88,32 @@ def test_compare_results_tool(tmp_path):
          "--candidate", str(tmp_path / "a"), "--sets", "s,t", "--data-root",
          str(tmp_path / "data")], capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "set 't'" in missing.stderr
+
+
+def test_single_list_standard_error_and_the_report():
+    from spvis_model.eval.compare import ap_standard_errors
+    from spvis_model.eval.report import markdown_report, run_evaluation
+    from spvis_model.eval.ytvis import YTVISEvaluator
+
+    gt, _, b = _scene()
+    se = ap_standard_errors(YTVISEvaluator(gt, b))
+    ids = [v["id"] for v in gt["videos"]]
+    loo = [evaluate(gt, b, ids[:i] + ids[i + 1:])["AP"] for i in range(6)]
+    mean = sum(loo) / 6
+    assert se["AP"] == pytest.approx(math.sqrt(5 / 6 * sum((x - mean) ** 2 for x in loo)))
+    assert se["AP"] > 0 and se["APl"] is None  # no large track: -1, undefined
+    results = run_evaluation(gt, b)
+    assert results["ytvis_se"]["AP"] == pytest.approx(se["AP"])
+    assert f"± {se['AP']:.3f}" in markdown_report(results, {}, None)
+    one = dataset([video(1, 4)], [gt_ann(1, 1, 1, [box(5, 20, 5, 20)] * 4)], n_categories=1)
+    assert ap_standard_errors(YTVISEvaluator(one, []))["AP"] is None
+    assert "±" not in markdown_report(run_evaluation(one, []), {}, None)
+
+
+def test_large_sets_leave_out_groups_of_videos():
+    from spvis_model.eval.compare import video_groups
+
+    groups = video_groups(list(range(45, 0, -1)), max_groups=20)
+    assert len(groups) == 20 and sorted(v for g in groups for v in g) == list(range(1, 46))
+    assert {len(g) for g in groups} == {2, 3}
+    assert video_groups([3, 1, 2]) == [[1], [2], [3]]

@@ -1,5 +1,5 @@
-"""Is one results list's AP really higher than another's on the same videos? A paired
-jackknife over videos.
+"""How much of an AP is the videos' luck? Jackknife standard errors over videos: of one
+results list's AP, and of the difference between two lists on the same videos (paired).
 
 YouTube-VIS AP is a statistic of the whole set (precision-recall over every video's tracks),
 not a mean of per-video numbers, so its sampling noise cannot be read off per-video scores.
@@ -11,15 +11,70 @@ spread of the leave-one-out differences estimates the standard error of the diff
 paired because both lists are scored on the same subsets, so what the videos share (an easy
 set, a hard set) cancels. On 10–20 synthetic videos the SE of an AP difference between two
 checkpoints is typically 0.01–0.03 (docs/model.md); a lead under about two SEs is noise.
+Above `MAX_GROUPS` videos, groups of videos are left out instead of single ones (the grouped
+jackknife, the same formula over the groups), so a 300-video set costs 20 summaries, not 300.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spvis_model.eval.data import GroundTruth, GtSource, PredSource, Track, load_ground_truth
-from spvis_model.eval.ytvis import YTVISEvaluator
+from spvis_model.eval.ytvis import SUMMARY_KEYS, YTVISEvaluator
+
+
+def jackknife_se(values: Sequence[float]) -> float:
+    """Standard error from the n leave-one-out (or leave-one-group-out) values θ_(i):
+    sqrt((n − 1) / n · Σ (θ_(i) − mean)²); 0 for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in values))
+
+
+MAX_GROUPS = 20
+"""Above this many videos the jackknife leaves out groups of videos (the grouped, delete-d
+jackknife), so its cost stays at 20 summaries on a YouTube-VIS-sized set."""
+
+
+def video_groups(videos: Sequence[int], max_groups: int = MAX_GROUPS) -> list[list[int]]:
+    """The sorted videos dealt round-robin into min(n, max_groups) groups (one video per
+    group up to max_groups videos: the plain jackknife)."""
+    videos = sorted(videos)
+    g = min(len(videos), max_groups)
+    return [videos[k::g] for k in range(g)]
+
+
+def leave_one_out(ev: YTVISEvaluator, videos: Sequence[int],
+                  max_groups: int = MAX_GROUPS) -> list[dict[str, float]]:
+    """`ev.summary` of `videos` without each group of `video_groups` in turn (needs two
+    videos or more)."""
+    groups = video_groups(videos, max_groups)
+    out = []
+    for k in range(len(groups)):
+        rest = sorted(v for j, grp in enumerate(groups) if j != k for v in grp)
+        out.append(ev.summary(rest))
+    return out
+
+
+def ap_standard_errors(ev: YTVISEvaluator, max_groups: int = MAX_GROUPS
+                       ) -> dict[str, float | None]:
+    """{summary key: jackknife SE over the evaluator's videos} for AP, AP50, ... AR10: how far
+    the number would move on other videos of the same kind. None where it is undefined (one
+    video, or a key that is -1, "no ground truth in that setting", on some subset). Costs
+    min(videos, max_groups) summaries."""
+    videos = sorted(ev.gt.videos)
+    if len(videos) < 2:
+        return {k: None for k in SUMMARY_KEYS}
+    loo = leave_one_out(ev, videos, max_groups)
+    out: dict[str, float | None] = {}
+    for k in SUMMARY_KEYS:
+        values = [row[k] for row in loo]
+        out[k] = None if min(values) < 0 else jackknife_se(values)
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,14 +126,10 @@ def paired_jackknife(gt: GtSource | GroundTruth, a: PredSource | list[Track],
     if metric not in full_a:
         raise ValueError(f"metric = {metric!r}: must be one of {sorted(full_a)}")
     n = len(videos)
+    d = full_a[metric] - full_b[metric]
     if n < 2:
-        d = full_a[metric] - full_b[metric]
         return PairedDifference(metric, full_a[metric], full_b[metric], d, 0.0, n)
-    loo = []
-    for i in range(n):
-        rest = videos[:i] + videos[i + 1:]
-        loo.append(ev_a.summary(rest)[metric] - ev_b.summary(rest)[metric])
-    mean = sum(loo) / n
-    se = math.sqrt((n - 1) / n * sum((d - mean) ** 2 for d in loo))
-    return PairedDifference(metric, full_a[metric], full_b[metric],
-                            full_a[metric] - full_b[metric], se, n)
+    loo = [ra[metric] - rb[metric]
+           for ra, rb in zip(leave_one_out(ev_a, videos), leave_one_out(ev_b, videos),
+                             strict=True)]
+    return PairedDifference(metric, full_a[metric], full_b[metric], d, jackknife_se(loo), n)

@@ -33,6 +33,7 @@ from spvis_model.eval.breakdown import (
 )
 from spvis_model.eval.calibration import reliability, track_outcomes
 from spvis_model.eval.calibration_report import plot_reliability, reliability_markdown
+from spvis_model.eval.compare import ap_standard_errors
 from spvis_model.eval.data import (
     GroundTruth,
     GtSource,
@@ -47,6 +48,8 @@ from spvis_model.eval.tracking import DEFAULT_SCORE_THRESHOLD, TrackingEvaluator
 from spvis_model.eval.ytvis import SUMMARY_KEYS, YTVISEvaluator
 
 MAX_STRIP_FRAMES = 6
+REPORT_SE_GROUPS = 10
+"""The report's AP standard error leaves out one of at most this many groups of videos."""
 PLOT_FILES = {"per_video_ap": "per_video_ap.png", "idsw_vs_fps": "idsw_vs_fps.png",
               "errors": "errors.png", "reliability": "reliability.png",
               "worst_video": "worst_video.png"}
@@ -73,6 +76,8 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
     errors = error_breakdown(gt, preds, score_threshold)
     calibration = reliability(*track_outcomes(gt, preds)).as_json()
     ap_per_video = ap.per_video(progress=progress)
+    # 10 groups: on a YouTube-VIS-sized set (300 videos) the SE costs 10 summaries, ~3 s.
+    ap_se = ap_standard_errors(ap, max_groups=REPORT_SE_GROUPS)
     n_preds: dict[int, int] = {vid: 0 for vid in gt.videos}
     for p in preds:
         n_preds[p.video_id] += 1
@@ -105,6 +110,7 @@ def run_evaluation(gt: GtSource | GroundTruth, predictions: PredSource | list[Tr
                    "score_threshold": score_threshold,
                    "tracker_tracks": sum(len(v) for v in trk.tracker_tracks.values())},
         "ytvis": ap.summary(),
+        "ytvis_se": ap_se,
         "tracking": trk.summary(),
         "tracking_class_averaged": trk.class_averaged(),
         "tracking_per_class": [{"category_id": cid, "name": gt.categories[cid], **row}
@@ -141,6 +147,18 @@ _TRACK_KEYS = ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "IDSW", "Frag", "IDP", "
 _TRACK_HEADER = ("HOTA", "DetA", "AssA", "MOTSA", "IDF1", "ID switches", "Frag", "IDP", "IDR")
 
 
+def _se_lines(results: dict[str, Any]) -> list[str]:
+    """The AP's jackknife standard error over videos, when the results carry it."""
+    se = results.get("ytvis_se") or {}
+    if se.get("AP") is None:
+        return []
+    ap, n = results["ytvis"]["AP"], results["inputs"]["videos"]
+    return [f"AP {ap:.3f} ± {se['AP']:.3f} (AP50 ± {_fmt(se.get('AP50'))}): the jackknife "
+            f"standard error over the {n} videos, how far the AP would move on other videos of "
+            "the same kind. Two models scored on the same videos are compared by their paired "
+            "difference (bench/compare_results.py), whose error is usually smaller.", ""]
+
+
 def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note: str | None
                     ) -> str:
     """The report as markdown; `plots` maps plot name -> file name next to the report."""
@@ -158,6 +176,7 @@ def markdown_report(results: dict[str, Any], plots: dict[str, str], canvas_note:
         "## YouTube-VIS AP (official definition)", "",
         *_table(SUMMARY_KEYS, [[_fmt_ap(results["ytvis"][k]) for k in SUMMARY_KEYS]]), "",
         "`n/a`: no ground-truth track in that area range (the official API reports -1).", "",
+        *_se_lines(results),
         f"## Tracking (predictions with score >= {inp['score_threshold']})", "",
         *_table(("classes combined", *_TRACK_HEADER), tracking_rows), "",
         "Each category is scored on its own and the categories are then combined as trackeval "
