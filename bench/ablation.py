@@ -33,8 +33,7 @@ from spvis_model.ablation import (
     METRICS,
     make_variant,
     published_per_frame,
-    score,
-    variant_results,
+    run_variants,
 )
 from spvis_model.model import SPVIS
 from spvis_model.weights import default_checkpoint
@@ -63,11 +62,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
         key, _, value = item.partition(":")
         overrides[key.strip()] = yaml.safe_load(value)
     return name, overrides
-
-
-def _folder(row: str) -> str:
-    """A row name as a folder name: 'PGT as configured' -> 'PGT_as_configured'."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in row).strip("_")
 
 
 def table(rows: dict[str, dict[str, float]]) -> str:
@@ -113,15 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         s = sets[name]
         t0 = time.monotonic()
         cache = ensure_cache(model, s, args.data_root, args.cache_root)
-        data = ensure_dataset(s, args.data_root)
-        variants = [make_variant(model, row, overrides) for row, overrides in rows_table.items()]
-        results = variant_results(model, cache, data, variants)
-        rows = {row: score(data, res, args.score_threshold) for row, res in results.items()}
-        if args.save_results:
-            for row, res in results.items():
-                out = args.out / "results" / _folder(row) / f"{name}.json"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(res))
+        rows = run_variants(model, cache, ensure_dataset(s, args.data_root), rows_table,
+                            args.score_threshold,
+                            save_dir=args.out / "results" if args.save_results else None,
+                            save_name=f"{name}.json")
         everything[name] = rows
         print(f"\n### {name} ({s.role}; {len(cache.video_ids)} videos; "
               f"{time.monotonic() - t0:.0f} s)\n")

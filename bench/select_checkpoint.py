@@ -22,7 +22,6 @@ checkpoint (float16 storage).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_sets import ensure_cache, ensure_dataset, load_sets
 
-from spvis_model.ablation import make_variant, published_per_frame, score, variant_results
+from spvis_model.ablation import make_variant, published_per_frame, run_variants
 from spvis_model.config import ModelConfig, load_config
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import load_state_dict_exact
@@ -92,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="build every candidate from this model config (stage-1 runs)")
     ap.add_argument("--only", default="", help="comma-separated checkpoint stems to score")
     ap.add_argument("--save-results", type=Path,
-                    help="write each candidate's results lists here (DIR/<candidate>/<set>.json) "
+                    help="write each candidate's results lists here (DIR/<candidate>/<set>.json, "
+                         "spaces as _) "
                          "for bench/compare_results.py")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -138,14 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         aps, hotas, cells = [], [], []
         for s in names:
             cache = ensure_cache(model, sets[s], args.data_root, args.cache_root)
-            data = ensure_dataset(sets[s], args.data_root)
-            results = variant_results(model, cache, data, [make_variant(model, name, {})],
-                                      progress=False)[name]
-            if args.save_results is not None:
-                out = args.save_results / name.replace(" ", "_") / f"{s}.json"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(results))
-            m = score(data, results)
+            m = run_variants(model, cache, ensure_dataset(sets[s], args.data_root),
+                             {name: {}}, progress=False, save_dir=args.save_results,
+                             save_name=f"{s}.json")[name]
             aps.append(m["AP"])
             hotas.append(m["HOTA"])
             cells.append(f"{s}: AP {m['AP']:.3f} HOTA {m['HOTA']:.3f} IDSW {int(m['IDSW'])}")

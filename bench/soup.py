@@ -19,22 +19,14 @@ The output's `meta.soup` lists every ingredient with its SHA-256.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
-from spvis_model.checkpoint import load_checkpoint
+from spvis_model.checkpoint import CheckpointError, load_checkpoint
+from spvis_model.hashing import file_sha256
 from spvis_model.model import SPVIS
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def average(models: list[SPVIS], names: list[str]) -> dict[str, torch.Tensor]:
@@ -72,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print("soup: give at least two model files", file=sys.stderr)
         return 2
     names = [str(p) for p in args.inputs]
-    models = [load_checkpoint(p) for p in args.inputs]
+    models = []
+    for path in args.inputs:
+        try:
+            models.append(load_checkpoint(path))
+        except (CheckpointError, OSError) as exc:
+            print(f"soup: {exc}", file=sys.stderr)
+            return 2
     head = models[0].cfg.to_dict()
     for model, name in zip(models[1:], names[1:], strict=True):
         other = model.cfg.to_dict()
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     soup.load_state_dict(average(models, names))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(soup.meta)
-    meta["soup"] = [{"file": n, "sha256": sha256(p)} for n, p in zip(names, args.inputs,
+    meta["soup"] = [{"file": n, "sha256": file_sha256(p)} for n, p in zip(names, args.inputs,
                                                                       strict=True)]
     soup.save(args.out, half=not args.full, meta=meta)
     print(f"soup of {len(models)} models -> {args.out}")

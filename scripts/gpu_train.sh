@@ -3,9 +3,9 @@
 # machine with only torch (Python 3.12, no package index), builds the extension, generates the
 # training data (train_s1_movers4 of configs/eval_sets.yaml with more videos: real-footage
 # negatives and people walking across, from the media copy in .whl/media), continues the
-# shipped model with configs/train_stage1_gpu.yaml (bf16, 16 clips x 2 frames per step) for whatever is left of
-# the deadline (the trainer's time_budget_s fixes the steps after 20 timed ones, four
-# checkpoints whatever the speed), and brings back OUT/model_step_*.pt (float16 spvis model
+# shipped model with configs/train_stage1_gpu.yaml (bf16, 16 clips x 2 frames per step) for
+# whatever is left of the deadline (the trainer's time_budget_s fixes the steps after 20 timed
+# ones, four checkpoints whatever the speed), and brings back OUT/model_step_*.pt (float16 spvis model
 # files, ~12 MiB each), OUT/train.json, OUT/log.csv and OUT/log.txt: at most 7 files.
 #
 #   bash scripts/gpu_check_prepare.sh        # here, once: .whl/ (pycocotools wheel, media copy)
@@ -47,7 +47,7 @@ INIT=spvis_model/weights/spvis_lite0.pt
 CONFIG=configs/train_stage1_gpu.yaml
 KEEP=4
 SET=train_s1_movers4
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "gpu_train.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -13,7 +13,9 @@ segmenter runs once per frame for the whole table and the comparison is exact.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -155,10 +157,24 @@ def score(data: str | Path, results: list[dict[str, Any]],
     return out
 
 
+def folder_name(row: str) -> str:
+    """A row name as a folder name: each run of other characters than letters, digits and
+    "._-" becomes one "_" ('+ RCP (every stage)' -> 'RCP_every_stage')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", row).strip("_")
+
+
 def run_variants(model: SPVIS, cache: FeatureCache, data: str | Path,
                  table: Mapping[str, Mapping[str, Any]], score_threshold: float = 0.5,
-                 progress: bool = True) -> dict[str, dict[str, float]]:
-    """Score every row of `table` ({name: TrackerConfig overrides}) on the cached videos."""
+                 progress: bool = True, save_dir: str | Path | None = None,
+                 save_name: str = "results.json") -> dict[str, dict[str, float]]:
+    """Score every row of `table` ({name: TrackerConfig overrides}) on the cached videos.
+    With `save_dir`, each row's results list is also written to
+    save_dir/<folder_name(row)>/<save_name> (for bench/compare_results.py)."""
     variants = [make_variant(model, name, overrides) for name, overrides in table.items()]
     results = variant_results(model, cache, data, variants, progress)
+    if save_dir is not None:
+        for name, res in results.items():
+            out = Path(save_dir) / folder_name(name) / save_name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res))
     return {name: score(data, res, score_threshold) for name, res in results.items()}

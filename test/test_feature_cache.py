@@ -13,9 +13,11 @@ import torch
 
 from spvis_model.ablation import (
     ABLATION,
+    folder_name,
     make_variant,
     published_per_frame,
     run_variants,
+    score,
     variant_results,
 )
 from spvis_model.eval.runner import read_frame, video_stamps
@@ -140,9 +142,17 @@ def test_cli_stage2_on_a_feature_cache(trained_tiny, tiny_videos, tmp_path, caps
     assert "--feature-cache is for stage 2" in capsys.readouterr().err
 
 
-def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache):
-    rows = run_variants(trained_tiny, tiny_cache, tiny_videos, ABLATION, progress=False)
+def test_ablation_rows_on_the_cache(trained_tiny, tiny_videos, tiny_cache, tmp_path):
+    rows = run_variants(trained_tiny, tiny_cache, tiny_videos, ABLATION, progress=False,
+                        save_dir=tmp_path / "res", save_name="tiny.json")
     assert list(rows) == list(ABLATION)
+    # Each row's results list is saved where bench/compare_results.py reads it, and scores
+    # to the row's numbers.
+    saved = tmp_path / "res" / "PGT_as_shipped_config_defaults" / "tiny.json"
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == sorted(
+        folder_name(n) for n in ABLATION)
+    again = score(tiny_videos, json.loads(saved.read_text()))
+    assert again["AP"] == rows["PGT as shipped (config defaults)"]["AP"]
     for metrics in rows.values():
         assert {"AP", "AP50", "HOTA", "AssA", "IDF1", "IDSW"} <= set(metrics)
         assert 0.0 <= metrics["HOTA"] <= 1.0

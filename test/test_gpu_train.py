@@ -116,6 +116,16 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path):
         assert run.returncode == 2 and message in run.stderr, (args, run.stderr)
 
 
+def test_help_prints_the_whole_header(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh"), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert out.startswith("Stage 1 on the lent GPU machine") and "#" not in out.splitlines()[0]
+    assert "default train_s1_movers4" in out and "SPVIS_GPU_TRAIN_WORK" in out
+    assert "set -uo pipefail" not in out
+
+
 def test_data_leaves_out_media_that_do_not_read_here_and_says_so(tmp_path):
     """On another machine a video may not decode as registered (its OpenCV / FFmpeg differ):
     `bench/gpu_train.py data` leaves it out loudly, records it, and still writes the set."""

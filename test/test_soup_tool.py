@@ -61,3 +61,10 @@ def test_another_architecture_is_refused_by_name(trained_tiny, tmp_path):
     assert not (tmp_path / "s.pt").exists()
     one = _soup(str(a), "--out", str(tmp_path / "s.pt"))
     assert one.returncode == 2 and "at least two" in one.stderr
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    bad = _soup(str(a), str(junk), "--out", str(tmp_path / "s.pt"))
+    assert bad.returncode == 2 and str(junk) in bad.stderr and "Traceback" not in bad.stderr
+    missing = _soup(str(a), str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.pt"))
+    assert missing.returncode == 2 and "nope.pt" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "s.pt").exists()

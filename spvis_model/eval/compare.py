@@ -96,13 +96,6 @@ class PairedDifference:
     se: float
     videos: int
 
-    @property
-    def z(self) -> float:
-        """delta / se (inf for a nonzero delta with se 0, 0 for no difference)."""
-        if self.se > 0:
-            return self.delta / self.se
-        return 0.0 if self.delta == 0 else math.copysign(math.inf, self.delta)
-
     def describe(self) -> str:
         return (f"{self.metric} {self.a:.3f} vs {self.b:.3f}: {self.delta:+.3f} ± {self.se:.3f} "
                 f"(jackknife SE, {self.videos} videos)")
