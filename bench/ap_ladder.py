@@ -17,7 +17,8 @@ bench/eval_sets.py):
    matching on mask IoU gives it (IoU >= 0.5), whatever the tracker did. The gap 3 -> 4 is
    what the tracker's candidates, births and thresholds leave out; 4 is the segmenter's ceiling.
 
-Every choice made with this tool must be made on `val` sets (docs/model.md, "Duplicate queries").
+Every choice made with this tool must be made on `val` sets (docs/experiments.md,
+"Duplicate queries").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
         runs/stop30.pt runs/s1_movers4_m/model_step_000800.pt ...
 
 Stage-1 runs on the CPU end on checkpoints that each lose something on validation (AP, or
-quiet on real footage; docs/model.md "Stage 1 trained on further"). Fine-tunes of one model
+quiet on real footage; docs/experiments.md "Stage 1 trained on further"). Fine-tunes of one model
 stay in one basin of the loss, so the mean of their weights is itself a model, often better
 than each of them; it costs no training, only a validation run (`bench/select_checkpoint.py
 --run <dir of soups>`), which is where a soup is chosen or dropped.

@@ -14,7 +14,7 @@ three result lists on the same masks separates the losses:
 
 The left-over masks are counted by kind: *duplicate* (IoU >= `iou` with an object another mask
 took), *part* (at least half of the mask lies on one object) and *background*. Used by
-`bench/ap_ladder.py` (docs/model.md, "Duplicate queries").
+`bench/ap_ladder.py` (docs/experiments.md, "Duplicate queries").
 """
 
 from __future__ import annotations

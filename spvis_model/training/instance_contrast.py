@@ -4,7 +4,7 @@ must be closer to the same object's query in another frame than to any other obj
 The tracker associates detections by the cosine of their query embeddings (PGT step a, the
 memory re-identification pass, MinVIS). Mask2Former's set loss gives the queries class and mask
 information but nothing that tells two objects of one class apart, and on same-class crowds
-the embedding cannot (docs/model.md, "Stage 1, same-class crowds"). This term trains exactly
+the embedding cannot (docs/experiments.md, "Stage 1, same-class crowds"). This term trains exactly
 that choice: for every ground-truth object seen in two frames of a clip, an InfoNCE loss over
 the queries matched (by the set loss's Hungarian matching) to the objects of the other frame,
 the object's own query the positive and every other object's the negatives, same class
