@@ -167,9 +167,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> SPVIS:
     """Build the model a checkpoint describes and load its weights (every key, every shape),
-    after checking them (`verify_weights`: checksum when stored, finite values)."""
+    after checking them (`verify_weights`: checksum when stored, finite values). `device`:
+    see `spvis_model.devices.resolve_device` (a device this machine cannot serve is a
+    ValueError naming it, before the file is read)."""
+    from spvis_model.devices import resolve_device
     from spvis_model.model import SPVIS
 
+    device = resolve_device(device)
     payload = read_checkpoint(path)
     try:
         cfg = ModelConfig.from_dict(payload["config"])

@@ -55,6 +55,7 @@ from std_srvs.srv import SetBool, Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from spvis_model.checkpoint import CheckpointError
+from spvis_model.devices import resolve_device
 from spvis_model.export.runtime import BackendError
 from spvis_model.model import SPVIS
 from spvis_model.ops import with_cuda
@@ -294,16 +295,10 @@ class SpvisNode(LifecycleNode):
     # --- configure / activate ------------------------------------------------------------------
     def _load_model(self) -> SPVIS:
         p = self.params
-        if p.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            self.device = p.device
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise StartupError(f"parameter device = {p.device!r}: torch sees no CUDA device "
-                               "(use device:=cpu or auto)")
-        if self.device.startswith("cuda") and not with_cuda():
-            raise StartupError(f"parameter device = {p.device!r}: spvis_model._C was built "
-                               "without CUDA kernels; rebuild it on this machine")
+        try:
+            self.device = str(resolve_device(p.device, "parameter device"))
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
         try:
             path = Path(p.checkpoint) if p.checkpoint else default_checkpoint()
             model = SPVIS.from_checkpoint(path, device=self.device, backend=p.backend,

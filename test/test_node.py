@@ -323,6 +323,7 @@ def _start_fails(checkpoint: Path, tmp_path: Path, params: dict[str, str]) -> st
     ({"input_depth": "1.5"}, "parameter input_depth = 1.5: must be an integer in [1, 1000]"),
     ({"publish_labels": "maybe"}, "parameter publish_labels = 'maybe': must be true or false"),
     ({"device": "tpu"}, "parameter device = 'tpu'"),
+    ({"device": "cuda:7"}, "parameter device = 'cuda:7': "),  # no such device here (or anywhere)
     ({"checkpoint": "/nonexistent/model.pt"}, "checkpoint /nonexistent/model.pt: no such file"),
     ({"checkpoint": "/etc/passwd"}, "/etc/passwd: not a readable spvis checkpoint"),
 ])

@@ -32,7 +32,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                    help="with --checkpoint: override the tracker (minvis = the frame-to-frame "
                         "baseline on the same segmenter)")
     p.add_argument("--device", default="cpu",
-                   help="with --checkpoint: torch device to run the model on (cpu, cuda, cuda:1)")
+                   help="with --checkpoint: where the model runs: cpu (default), cuda, cuda:N or "
+                        "auto (CUDA when torch sees a device, else the CPU)")
     p.add_argument("--mode", choices=MODES, default="online",
                    help="with --checkpoint: frame-by-frame tracking or clip inference")
     p.add_argument("--out", type=Path, help="folder for metrics.json, report.md and plots")
@@ -73,6 +74,12 @@ def run_eval(args: argparse.Namespace) -> int:
     by_model = args.checkpoint is not None
     if by_model and not runner.model_available():
         return _fail(MODEL_MISSING)
+    if by_model:
+        from spvis_model.devices import resolve_device
+        try:
+            resolve_device(args.device, "--device")
+        except ValueError as err:
+            return _fail(str(err))
 
     from spvis_model.eval import report
     from spvis_model.eval.data import load_ground_truth, load_predictions
