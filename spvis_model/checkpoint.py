@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -40,6 +41,31 @@ FORMAT_VERSION = 1
 LOAD_ERRORS: tuple[type[Exception], ...] = (pickle.UnpicklingError, RuntimeError, EOFError,
                                            zipfile.BadZipFile, ValueError, OSError, IndexError,
                                            KeyError)
+
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|$)", re.S)
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """What `torch.load(weights_only=True)` refused, in one line without torch's advice.
+
+    torch's own message for a refused pickle says that loading with ``weights_only=False``
+    "will likely succeed", which for an untrusted file is exactly what must not be done; this
+    keeps only the global it refused or the unpickler's reason.
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        found = _REFUSED_GLOBAL.search(text)
+        if found:
+            return (f"refused to load global {found.group(1)}: loading runs no code from the "
+                    "file, it takes only tensors and plain containers; the file was not read "
+                    "further")
+        detail = _UNPICKLER_DETAIL.search(text)
+        if detail:
+            return f"the weights-only unpickler refused it: {' '.join(detail.group(1).split())}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 CHECKSUM_KEY = "weights_sha256"
@@ -143,7 +169,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as exc:
         raise CheckpointError(f"checkpoint {path}: not a readable spvis checkpoint "
-                              f"({type(exc).__name__}: {exc})") from exc
+                              f"({describe_load_error(exc)})") from exc
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path}: top level is {type(payload).__name__}, "
                               "expected a dict")

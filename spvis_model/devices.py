@@ -38,7 +38,7 @@ def resolve_device(name: str | torch.device, field: str = "device") -> torch.dev
     kind, index = m.group(1), m.group(2)
     if kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    problem = _cuda_usable()
+    problem = cuda_problem()
     if problem is not None:
         raise ValueError(f"{field} = {name!r}: {problem}")
     count = torch.cuda.device_count()
@@ -49,7 +49,7 @@ def resolve_device(name: str | torch.device, field: str = "device") -> torch.dev
     return torch.device("cuda", i)
 
 
-def _cuda_usable() -> str | None:
+def cuda_problem() -> str | None:
     """Why CUDA cannot run the model here, or None when it can."""
     if not torch.cuda.is_available():
         return "torch sees no CUDA device (use cpu or auto)"

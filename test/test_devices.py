@@ -86,3 +86,15 @@ def test_eval_cli_refuses_a_device_it_cannot_use_in_one_line(tmp_path, capsys, d
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"spvis eval: error: --device = {device!r}: " in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")
+def test_train_cli_refuses_cuda_here_before_reading_data(tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("stage: 1\nsteps: 20\ndevice: cuda\n")
+    argv = ["train", "--config", str(config), "--data", str(tmp_path / "missing.json"),
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"train config {config}: device = 'cuda': torch sees no CUDA device" in err, err
+    assert not (tmp_path / "run").exists()

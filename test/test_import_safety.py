@@ -157,3 +157,27 @@ def test_truncated_and_garbage_files_are_errors(tmp_path):
     junk.write_bytes(b"not a torch file at all")
     with pytest.raises(ImportCheckpointError, match=r"junk\.pth: not a readable torch file"):
         read_source_file(junk)
+
+
+def test_a_refused_torch_pickle_is_one_line_without_torchs_retry_advice(tmp_path):
+    # A zip archive torch accepts as a checkpoint, whose pickle uses an opcode the weights-only
+    # unpickler does not take: torch's message advises weights_only=False; ours must not.
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    bad = tmp_path / "bad.pth"
+    with zipfile.ZipFile(bad, "w") as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("data.pkl"):
+                data = b"\xdc" + data[1:]  # an opcode no unpickler knows
+            out.writestr(item, data)
+    with pytest.raises(ImportCheckpointError) as err:
+        read_source_file(bad)
+    text = str(err.value)
+    assert text.startswith(f"{bad}: not a readable torch file (the weights-only unpickler "
+                           "refused it: "), text
+    assert "\n" not in text and "weights_only" not in text, text

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spvis_model.checkpoint import describe_load_error
 from spvis_model.hashing import file_sha256
 
 from .errors import ImportCheckpointError, UnsafeFileError
@@ -115,7 +116,8 @@ def read_torch(path: Path) -> Any:
                 f"{path}: refused to load global {match.group(1)} (torch.load with "
                 "weights_only=True allows only tensors and plain containers); the file was "
                 "not read further", match.group(1)) from exc
-        raise ImportCheckpointError(f"{path}: not a readable torch file ({exc})") from exc
+        raise ImportCheckpointError(f"{path}: not a readable torch file "
+                                    f"({describe_load_error(exc)})") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
             IndexError) as exc:
         raise ImportCheckpointError(f"{path}: not a readable torch file "

@@ -140,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except (ConfigError, CheckpointError, OSError) as exc:
         return _fail(str(exc))
+    from spvis_model.training.distributed import check_device
+    try:
+        check_device(cfg.device)
+    except ValueError as exc:  # e.g. device: cuda on a machine without one
+        return _fail(f"train config {args.config}: {exc}")
 
     try:
         videos = YTVISDataset(args.data, args.images)

@@ -63,12 +63,17 @@ def _env_int(name: str, default: int) -> int:
 
 
 def pick_device(device: str, local_rank: int) -> torch.device:
-    """'auto' -> cuda:LOCAL_RANK when CUDA is available, else cpu; 'cuda' without CUDA raises."""
+    """'auto' -> cuda:LOCAL_RANK when torch sees CUDA, else cpu; 'cuda' where it cannot run
+    (no CUDA device, no CUDA kernels in spvis_model._C, LOCAL_RANK past the devices) raises
+    ValueError naming the device."""
+    from spvis_model.devices import cuda_problem
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device = 'cuda': torch sees no CUDA device (use 'cpu' or 'auto')")
+        problem = cuda_problem()
+        if problem is not None:
+            raise ValueError(f"device = {device!r}: {problem}")
         if local_rank >= torch.cuda.device_count():
             raise ValueError(f"LOCAL_RANK = {local_rank} but only {torch.cuda.device_count()} "
                              "CUDA device(s) are visible")
@@ -76,6 +81,12 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     if device == "cpu":
         return torch.device("cpu")
     raise ValueError(f"device = {device!r}: must be 'auto', 'cpu' or 'cuda'")
+
+
+def check_device(device: str) -> torch.device:
+    """The device this process would train on (`pick_device` with the environment's
+    LOCAL_RANK), to refuse a bad one before any data is read."""
+    return pick_device(device, _env_int("LOCAL_RANK", 0))
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
