@@ -47,6 +47,15 @@ _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|$)", re.S)
 
 
+def refused_global(exc: BaseException) -> str | None:
+    """The global (``module.name``) that `torch.load(weights_only=True)` refused to load, or
+    None when `exc` is not such a refusal."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    found = _REFUSED_GLOBAL.search(str(exc))
+    return found.group(1) if found else None
+
+
 def describe_load_error(exc: BaseException) -> str:
     """What `torch.load(weights_only=True)` refused, in one line without torch's advice.
 
@@ -55,12 +64,11 @@ def describe_load_error(exc: BaseException) -> str:
     keeps only the global it refused or the unpickler's reason.
     """
     text = str(exc)
+    name = refused_global(exc)
+    if name is not None:
+        return (f"refused to load global {name}: loading runs no code from the file, it takes "
+                "only tensors and plain containers; the file was not read further")
     if isinstance(exc, pickle.UnpicklingError):
-        found = _REFUSED_GLOBAL.search(text)
-        if found:
-            return (f"refused to load global {found.group(1)}: loading runs no code from the "
-                    "file, it takes only tensors and plain containers; the file was not read "
-                    "further")
         detail = _UNPICKLER_DETAIL.search(text)
         if detail:
             return f"the weights-only unpickler refused it: {' '.join(detail.group(1).split())}"

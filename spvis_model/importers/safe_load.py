@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spvis_model.checkpoint import describe_load_error
+from spvis_model.checkpoint import describe_load_error, refused_global
 from spvis_model.hashing import file_sha256
 
 from .errors import ImportCheckpointError, UnsafeFileError
@@ -48,7 +47,6 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("__builtin__", "set"): set,
 }
 
-_TORCH_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -110,18 +108,18 @@ def read_torch(path: Path) -> Any:
         with torch.serialization.safe_globals(_numpy_data_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        match = _TORCH_GLOBAL.search(str(exc))
-        if match:
+        name = refused_global(exc)
+        if name is not None:
             raise UnsafeFileError(
-                f"{path}: refused to load global {match.group(1)} (torch.load with "
+                f"{path}: refused to load global {name} (torch.load with "
                 "weights_only=True allows only tensors and plain containers); the file was "
-                "not read further", match.group(1)) from exc
+                "not read further", name) from exc
         raise ImportCheckpointError(f"{path}: not a readable torch file "
                                     f"({describe_load_error(exc)})") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
             IndexError) as exc:
         raise ImportCheckpointError(f"{path}: not a readable torch file "
-                                    f"({type(exc).__name__}: {exc})") from exc
+                                    f"({describe_load_error(exc)})") from exc
 
 
 @dataclass
