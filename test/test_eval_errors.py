@@ -94,7 +94,9 @@ def test_summary_totals_by_hand():
         "seconds_to_first_detection_median": 0.5,
         # A: 6 frames, covered in 2-5 (4); B: frames 1-5, all covered by prediction 2 (5);
         # C: 4 frames, none (prediction 4 is below the threshold)
-        "object_frames": 15, "covered_object_frames": 9, "coverage": pytest.approx(0.6)}
+        "object_frames": 15, "covered_object_frames": 9, "coverage": pytest.approx(0.6),
+        # every track follows at most one object (2 follows only B)
+        "multi_object_tracks": 0, "other_object_frames": 0, "object_matches_of_multi": 0}
     every = errors.summary()
     # + E (delay 1, no seconds); the crowd region D is not counted; + predictions 6 and 7
     assert (every["gt_tracks"], every["detected_gt_tracks"], every["tracker_tracks"]) == (4, 3, 7)
@@ -151,3 +153,23 @@ def test_report_has_the_breakdown(tmp_path, capsys):
     data = (out / "errors.png").read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 5000
     capsys.readouterr()
+
+
+def test_multi_object_tracks_count_an_id_handed_to_another_object():
+    """One id on A in frames 0-3, then on B in frames 4-5 (a re-identification of the wrong
+    object), a second one on B alone, a third one on the crowd region only."""
+    a, b = two_object_scene(6)
+    d = [box(30, 38, 30, 38)] * 6
+    truth = load_ground_truth(dataset([video(1, 6)], [gt_ann(1, 1, 1, a), gt_ann(2, 1, 1, b),
+                                                      gt_ann(3, 1, 1, d, iscrowd=1)]))
+    handed = [a[0], a[1], a[2], a[3], b[4], b[5]]
+    trks = load_predictions([pred(1, 1, 0.9, handed), pred(1, 1, 0.8, b),
+                             pred(1, 1, 0.7, d)], truth)
+    rows = {p.index: p for p in error_breakdown(truth, trks, 0.5).tracker_tracks}
+    assert (rows[0].objects, rows[0].object_matches, rows[0].other_object_frames,
+            rows[0].multi_object) == (2, 6, 2, True)
+    assert (rows[1].objects, rows[1].other_object_frames, rows[1].multi_object) == (1, 0, False)
+    assert (rows[2].objects, rows[2].multi_object) == (0, False)  # crowd matches do not count
+    summary = error_breakdown(truth, trks, 0.5).summary()
+    assert (summary["multi_object_tracks"], summary["other_object_frames"],
+            summary["object_matches_of_multi"]) == (1, 2, 6)

@@ -51,6 +51,15 @@ def worst_gt_tracks(errors: dict[str, Any]) -> list[dict[str, Any]]:
                                        r["index"]))
 
 
+def _other(s: dict[str, Any]) -> str:
+    """'n of m (p%)' for the multi-object tracks' other-object frames ('n/a' in results written
+    before these counts existed)."""
+    other, total = s.get("other_object_frames"), s.get("object_matches_of_multi")
+    if other is None or not total:
+        return _num(other)
+    return f"{_num(other)} of {_num(total)} ({100 * other / total:.0f}%)"
+
+
 def error_markdown(results: dict[str, Any], categories: dict[int, str] | None = None
                    ) -> list[str]:
     """The report's "Error breakdown" section (lines)."""
@@ -82,6 +91,11 @@ def error_markdown(results: dict[str, Any], categories: dict[int, str] | None = 
             ["one-frame tracks", _num(s["one_frame_tracks"]), "present in exactly one frame"],
             ["false-positive tracks", _num(s["false_positive_tracks"]),
              f"never IoU >= {iou} with a ground-truth track of their category"],
+            ["multi-object tracks", _num(s.get("multi_object_tracks")),
+             "cover two or more ground-truth tracks: an id handed to another object, or one "
+             "mask over neighbours"],
+            ["their other-object frames", _other(s),
+             "their matches not with the object each matches most"],
         ]), ""]
     worst = worst_gt_tracks(errors)
     if worst:

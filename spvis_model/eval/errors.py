@@ -26,6 +26,11 @@ Per ground-truth track:
 Per tracker track:
 
 - *one-frame track*: present (non-empty mask) in exactly one frame;
+- *multi-object track*: matches two or more (non-crowd) ground-truth tracks over the video, in
+  different frames or the same ones: an id handed from one object to another (a
+  re-identification of the wrong object, a swap) or one mask over neighbours. Its
+  *other-object frames* are its matches with any ground-truth track but the one it matches
+  most (one frame counts once per object matched in it);
 - *false-positive track*: matches no ground-truth track of its own category in any frame (a
   match with a crowd region counts as a match: AP ignores those predictions).
 
@@ -98,7 +103,9 @@ class GtTrackErrors:
 class TrackerTrackErrors:
     """One tracker track (a prediction with score >= the threshold); `index` is its position
     in the predictions list, `matched` the annotation indices of the ground-truth tracks it
-    matches in some frame (any category)."""
+    matches in some frame (any category); `objects` how many non-crowd ground-truth tracks it
+    matches, `object_matches` its (frame, object) matches with them and
+    `other_object_frames` those that are not with the object it matches most."""
 
     video_id: int
     index: int
@@ -107,10 +114,17 @@ class TrackerTrackErrors:
     frames: int
     matched: tuple[int, ...]
     matched_same_category: bool
+    objects: int = 0
+    other_object_frames: int = 0
+    object_matches: int = 0
 
     @property
     def one_frame(self) -> bool:
         return self.frames == 1
+
+    @property
+    def multi_object(self) -> bool:
+        return self.objects >= 2
 
     @property
     def false_positive(self) -> bool:
@@ -118,7 +132,7 @@ class TrackerTrackErrors:
 
     def as_json(self) -> dict[str, object]:
         return {**asdict(self), "matched": list(self.matched), "one_frame": self.one_frame,
-                "false_positive": self.false_positive}
+                "false_positive": self.false_positive, "multi_object": self.multi_object}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -145,7 +159,9 @@ class ErrorBreakdown:
         covered tracks), tracker_tracks, one_frame_tracks, false_positive_tracks, and the mean,
         median and max frames (and mean and median seconds) to first detection over the
         detected tracks, and the coverage: object_frames (annotated, non-empty),
-        covered_object_frames and their ratio."""
+        covered_object_frames and their ratio; multi_object_tracks among the tracker tracks,
+        with their other_object_frames and object_matches_of_multi (all their matched
+        object-frames)."""
         wanted = None if video_ids is None else set(video_ids)
         gts = [g for g in self.gt_tracks if not g.iscrowd and g.frames
                and (wanted is None or g.video_id in wanted)]
@@ -170,6 +186,9 @@ class ErrorBreakdown:
             "tracker_tracks": len(trks),
             "one_frame_tracks": sum(p.one_frame for p in trks),
             "false_positive_tracks": sum(p.false_positive for p in trks),
+            "multi_object_tracks": sum(p.multi_object for p in trks),
+            "other_object_frames": sum(p.other_object_frames for p in trks),
+            "object_matches_of_multi": sum(p.object_matches for p in trks if p.multi_object),
             "frames_to_first_detection_mean": _mean(delays),
             "frames_to_first_detection_median": _median(delays),
             "frames_to_first_detection_max": max(delays) if delays else None,
@@ -242,11 +261,16 @@ def error_breakdown(gt: GroundTruth, predictions: list[Track], score_threshold: 
                 first_detected_frame=detected, covered_frames=int(found.size),
                 seconds_to_first_detection=None if detected is None or first is None
                 else _seconds(video, first, detected)))
+        solid = np.array([not g.iscrowd for g in gts], dtype=bool)
         for k, p in enumerate(trks):
             matched = np.flatnonzero(hit[:, k]).tolist()
+            per_object = match[solid, k].sum(axis=1) if gts else np.zeros(0, dtype=np.int64)
             trk_rows.append(TrackerTrackErrors(
                 video_id=vid, index=p.index, category_id=p.category_id, score=p.score,
                 frames=int(p.present.sum()), matched=tuple(gts[j].index for j in matched),
                 matched_same_category=any(gts[j].category_id == p.category_id
-                                          for j in matched)))
+                                          for j in matched),
+                objects=int((per_object > 0).sum()),
+                other_object_frames=int(per_object.sum() - per_object.max(initial=0)),
+                object_matches=int(per_object.sum())))
     return ErrorBreakdown(score_threshold, iou_threshold, tuple(gt_rows), tuple(trk_rows))
