@@ -144,9 +144,17 @@ class SPVIS(nn.Module):
         return self
 
     # --- state ----------------------------------------------------------------------------------
-    def init_state(self) -> TrackerState:
-        """A fresh, empty tracker state on the model's device (also the way to reset)."""
-        return self.tracker.init_state(self.device)
+    def init_state(self, first_id: int = 1) -> TrackerState:
+        """A fresh, empty tracker state on the model's device (also the way to reset).
+        `first_id` is the id its first track gets (default 1): a stream whose state was
+        dropped (e.g. the node's cleanup) continues from its old state's `next_id`, so ids
+        are never reused in it."""
+        if isinstance(first_id, bool) or not isinstance(first_id, int) or first_id < 1:
+            raise ValueError(f"first_id = {first_id!r}: must be an integer >= 1")
+        state = self.tracker.init_state(self.device)
+        if first_id != 1:
+            state.next_id = torch.full_like(state.next_id, first_id)
+        return state
 
     # --- per-frame pieces -----------------------------------------------------------------------
     def preprocess(self, frame: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, FrameGeometry]:

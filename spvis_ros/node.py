@@ -129,6 +129,7 @@ class SpvisNode(LifecycleNode):
         self.streams = {name: Stream(name) for name in self.params.cameras}
         self.inputs = {name: self._input_topic(name) for name in self.params.cameras}
         self.track_settings: TrackSettings | None = None
+        self.add_pre_set_parameters_callback(self._before_set_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"spvis: node created (unconfigured): cameras {self.params.cameras}, inputs "
@@ -159,6 +160,25 @@ class SpvisNode(LifecycleNode):
             self.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
         return NodeParams.from_values(values)
 
+    def _before_set_parameters(self, params: list[Parameter]) -> list[Parameter]:
+        """Runs before rclpy's own type check: an integer given for a double parameter becomes
+        a double (as at start: ``ros2 param set /spvis score_threshold 1`` works), and a value
+        that will be refused for its type is logged with our message naming the parameter
+        and value (rclpy's reply only says which types differ)."""
+        out = []
+        for given in params:
+            param = given
+            if given.name in SPECS:
+                value = coerce_override(given.name, given.value)
+                if value is not given.value:
+                    param = Parameter(given.name, value=value)
+                try:
+                    check_change(param.name, param.value)
+                except ParameterError as exc:
+                    self.get_logger().error(str(exc))
+            out.append(param)
+        return out
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         updates = {}
         for param in params:
@@ -166,8 +186,7 @@ class SpvisNode(LifecycleNode):
                 continue
             try:
                 updates[param.name] = check_change(param.name, param.value)
-            except ParameterError as exc:
-                self.get_logger().error(str(exc))
+            except ParameterError as exc:  # logged by _before_set_parameters
                 return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
             for name, value in updates.items():
@@ -177,7 +196,22 @@ class SpvisNode(LifecycleNode):
                     self.track_settings, keep_seconds=updates["keep_seconds"])
         if "score_threshold" in updates and self.active:
             self._publish_label_info()
+        if "class_filter" in updates:
+            self._warn_unknown_classes()
         return SetParametersResult(successful=True)
+
+    def _warn_unknown_classes(self) -> None:
+        """Warn about `class_filter` names the loaded model does not have (nothing of them is
+        ever published)."""
+        model = self.model
+        if model is None or not self.params.class_filter:
+            return
+        unknown = [n for n in self.params.class_filter if n not in model.class_names]
+        if unknown:
+            self.get_logger().warning(
+                f"parameter class_filter = {self.params.class_filter}: the model has no class "
+                f"{', '.join(map(repr, unknown))} (its classes: {', '.join(model.class_names)}); "
+                "nothing of it will be published")
 
     def _input_topic(self, camera: str) -> str:
         """The resolved input topic of `camera`: image_transport naming, the transport's suffix
@@ -211,6 +245,7 @@ class SpvisNode(LifecycleNode):
         notice = demo_notice(model)
         if notice:
             self.get_logger().warning(f"spvis: {notice}")
+        self._warn_unknown_classes()
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -278,6 +313,8 @@ class SpvisNode(LifecycleNode):
             self.destroy_publisher(self.diag_pub)
             self.diag_pub = None
         for stream in self.streams.values():
+            if stream.state is not None:  # ids are never reused in a stream, also after this
+                stream.next_id = int(stream.state.next_id)
             stream.state = None
             stream.last_stamp = None
         self.model = None
@@ -494,7 +531,7 @@ class SpvisNode(LifecycleNode):
             settings = self.track_settings
         reason = stream.check_time(stamp, p.max_gap_s)
         if stream.state is None:
-            stream.state = model.init_state()
+            stream.state = model.init_state(first_id=stream.next_id)
         elif reason is not None:
             log.info(f"camera {stream.name}: tracks reset ({reason}); ids continue from "
                      f"{int(stream.state.next_id)}")

@@ -24,6 +24,7 @@ import difflib
 import math
 import os
 import re
+import string
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -258,11 +259,21 @@ def _check_string(spec: Spec, value: str, fail: Any) -> str:
     if spec.name == "id_prefix":
         if not _PREFIX.match(value):
             raise fail("letters, digits and _ / . : - { } (e.g. '{camera}/')")
-        try:
-            value.format(camera="cam")
-        except (KeyError, IndexError, ValueError):
-            raise fail("a prefix whose only placeholder is {camera}") from None
+        if not _only_camera_placeholder(value):
+            raise fail("a prefix whose only placeholder is a plain {camera} (no format spec, "
+                       "conversion or attribute: each camera's ids must stay distinct)")
     return value
+
+
+def _only_camera_placeholder(value: str) -> bool:
+    """Every replacement field of `value` is exactly ``{camera}``: ``{camera:.1}`` (cam0 and
+    cam1 -> c), ``{camera!r}``, ``{camera.upper}`` and ``{0}`` are refused."""
+    try:
+        fields = list(string.Formatter().parse(value))
+    except ValueError:
+        return False
+    return all(name is None or (name == "camera" and not spec and conv is None)
+               for _, name, spec, conv in fields)
 
 
 def _check_list(spec: Spec, names: list[str], fail: Any) -> list[str]:

@@ -94,6 +94,9 @@ class Stream:
         self._lock = threading.Lock()
         self._pending: Pending | None = None
         self.state: Any = None  # TrackerState, created by the worker
+        # The first id of the next state created (after a cleanup frees the state): ids are
+        # unique in a camera's stream for the node's whole life.
+        self.next_id = 1
         self.last_stamp: float | None = None
         self.reset_requested = False
         self.stats = StreamStats()

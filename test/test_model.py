@@ -51,6 +51,21 @@ def test_preset_forward_shapes(name, size):
     assert inst.masks.shape[1:] == (70, 90)
 
 
+def test_init_state_first_id(tiny, trained_tiny):
+    """A state started at first_id hands out ids from there (a stream that dropped its state
+    goes on without reusing ids); bad values are refused naming the argument."""
+    from synthetic_clip import crossing_clip
+
+    state = trained_tiny.init_state(first_id=41)
+    assert int(state.next_id) == 41
+    for i, frame in enumerate(crossing_clip(2)[0]):
+        state, inst = trained_tiny.step(state, frame, 0.5 * i)
+    assert len(inst) == 2 and sorted(inst.ids.tolist()) == [41, 42]
+    for bad in (0, -3, 2.5, True, "7"):
+        with pytest.raises(ValueError, match="first_id = "):
+            tiny.init_state(first_id=bad)
+
+
 def test_step_returns_instances_at_frame_resolution(tiny):
     state = tiny.init_state()
     for i, frame in enumerate(frames(3)):

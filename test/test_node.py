@@ -212,6 +212,8 @@ def _set(driver: Driver, name: str, value):
 
     if isinstance(value, bool):
         pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     elif isinstance(value, float):
         pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     elif isinstance(value, str):
@@ -232,12 +234,18 @@ def test_live_parameter_changes_are_validated(running):
     assert not zero.successful and "keep_seconds = 0.0: must be a finite number" in zero.reason
     frozen = _set(driver, "cameras", ["x"])
     assert not frozen.successful and "read-only" in frozen.reason
-    assert _set(driver, "score_threshold", 1.0).successful  # nothing scores 1.0
-    assert len(driver.send("cam0", rgb_image(frame, 500.5)).instances) == 0
+    assert _set(driver, "score_threshold", 1).successful  # an integer, as at start; nothing
+    assert len(driver.send("cam0", rgb_image(frame, 500.5)).instances) == 0  # scores 1.0
+    typed = _set(driver, "score_threshold", "0.4")  # rclpy refuses the type first ...
+    assert not typed.successful
+    node = running[0]  # ... and the node's log names the parameter and the value
+    node.wait_for_log("parameter score_threshold = '0.4': must be a finite number in [0, 1]")
     assert _set(driver, "score_threshold", 0.3).successful
     assert _set(driver, "class_filter", ["square"]).successful
     out = driver.send("cam0", rgb_image(frame, 501.0))
     assert [i.class_name for i in out.instances] == ["square"]
+    assert _set(driver, "class_filter", ["square", "sqaure"]).successful  # allowed, but said
+    node.wait_for_log("the model has no class 'sqaure'")
     assert _set(driver, "class_filter", [""]).successful
 
 
@@ -384,7 +392,8 @@ def test_lifecycle_transitions(checkpoint, tmp_path):
         assert driver.change_state("activate")
         assert driver.get_state() == "active"
         driver.wait_connected()
-        assert len(driver.send("cam0", rgb_image(frame, 10.0)).instances) == 2
+        first = driver.send("cam0", rgb_image(frame, 10.0)).instances
+        assert len(first) == 2
         assert driver.change_state("deactivate")
         assert driver.get_state() == "inactive"
         assert driver.spin_until(lambda: pub.get_subscription_count() == 0, 10)
@@ -393,10 +402,13 @@ def test_lifecycle_transitions(checkpoint, tmp_path):
         assert driver.change_state("cleanup")
         assert driver.get_state() == "unconfigured"
         assert "spvis: cleaned up: model released" in node.log()
-        # Back up again: the same process serves frames after a second configure/activate.
+        # Back up again: the same process serves frames after a second configure/activate,
+        # and the camera's ids go on from where they were: never reused in a stream.
         assert driver.change_state("configure") and driver.change_state("activate")
         driver.wait_connected()
-        assert driver.send("cam0", rgb_image(frame, 20.0)) is not None
+        again = driver.send("cam0", rgb_image(frame, 20.0)).instances
+        assert len(again) == 2
+        assert min(i.id for i in again) > max(i.id for i in first)
         assert driver.change_state("shutdown")
         assert node.proc.wait(timeout=30) == 0
         assert "spvis: shut down (from active)" in node.log()

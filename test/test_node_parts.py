@@ -69,6 +69,11 @@ def test_node_params_has_one_field_per_parameter():
     ("mask_encoding", "png", "parameter mask_encoding = 'png': must be one of rle, mono8"),
     ("id_prefix", "{robot}/", "parameter id_prefix = '{robot}/': must be a prefix whose only"),
     ("id_prefix", "a b", "parameter id_prefix = 'a b': must be letters"),
+    # A format spec or attribute would make cameras share ids (cam0, cam1 -> 'c').
+    ("id_prefix", "{camera:.1}/", "id_prefix = '{camera:.1}/': must be a prefix whose only"),
+    ("id_prefix", "{camera:5}/", "id_prefix = '{camera:5}/': must be a prefix whose only"),
+    ("id_prefix", "{camera.__class__}/", "must be a prefix whose only placeholder is a plain"),
+    ("id_prefix", "{0}/", "parameter id_prefix = '{0}/': must be a prefix whose only"),
 ])
 def test_bad_values_name_parameter_and_value(name, value, message):
     with pytest.raises(ParameterError, match=re.escape(message)):
