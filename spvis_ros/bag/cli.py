@@ -13,9 +13,13 @@ Exit status: 0 done, 1 the work failed (the message names the file or topic), 2 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from spvis_ros.bag.base import BagError
 from spvis_ros.transports import DEFAULT_BASE_TOPIC, TRANSPORT_NAMES
@@ -24,14 +28,123 @@ PROG = "spvis-bag"
 DEFAULT_TOPIC = f"/cam0/{DEFAULT_BASE_TOPIC}"
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, ok: Any, expected: str) -> float:
+    """`text` as a float for argparse, refused (naming the value) unless ok(value)."""
     try:
         value = float(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, lambda v: v > 0, "> 0")
+
+
+def _non_negative_float(text: str) -> float:
+    return _number(text, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1] (a score threshold)."""
+    return _number(text, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+
+
+def _int_at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+MAX_START_S = 2**31 - 1  # builtin_interfaces/Time holds int32 seconds
+
+
+def _start(text: str) -> float:
+    """`make --start`: seconds since the epoch that a ROS Time can hold."""
+    return _number(text, lambda v: 0 <= v <= MAX_START_S,
+                   f"in 0 .. {MAX_START_S} s (a ROS Time has int32 seconds)")
+
+
+_TOKEN = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})+")
+
+
+def topic_name_problem(name: str, absolute: bool = False) -> str | None:
+    """Why `name` is not a valid ROS 2 topic name (rcl's rules), or None when it is.
+
+    Rules: not empty; only letters, digits, ``_``, ``/``, a leading ``~`` (followed by ``/`` or
+    nothing) and ``{substitutions}``; no ``//``, no trailing ``/``; no token starting with a
+    digit. `absolute`: the name must also be fully qualified (start with ``/``, no ``~`` or
+    substitutions), as a topic stored in a bag is.
+    """
+    if not name:
+        return "is empty"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_/~{}"))})
+    if bad:
+        return f"contains {''.join(bad)!r} (allowed: letters, digits, '_', '/')"
+    if absolute and not name.startswith("/"):
+        return "must be absolute (start with '/')"
+    body = name
+    if name.startswith("~"):
+        if absolute:
+            return "must be absolute (no '~')"
+        if len(name) > 1 and name[1] != "/":
+            return "'~' must be followed by '/'"
+        body = name[2:] if len(name) > 1 else ""
+        if not body:
+            return None if name == "~" else "must not end with '/'"
+    if "~" in body:
+        return "'~' is allowed only as the first character"
+    if body.endswith("/"):
+        return "must not end with '/'"
+    tokens = body[1:].split("/") if body.startswith("/") else body.split("/")
+    for token in tokens:
+        if not token:
+            return "contains '//'" if body != "/" else "must not end with '/'"
+        if token[0].isdigit():
+            return f"token {token!r} starts with a digit"
+        if not _TOKEN.fullmatch(token):
+            return f"token {token!r} is malformed (unbalanced or bad {{substitution}})"
+        if absolute and "{" in token:
+            return "must be absolute (no {substitutions})"
+    return None
+
+
+def _topic(text: str) -> str:
+    problem = topic_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid ROS topic name: {problem}")
+    return text
+
+
+def _bag_topic(text: str) -> str:
+    problem = topic_name_problem(text, absolute=True)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid topic name for a bag: "
+                                         f"{problem}")
+    return text
+
+
+def _remap(text: str) -> str:
+    """OLD:NEW, both valid topic names."""
+    old, sep, new = text.partition(":")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected OLD:NEW (two topic names)")
+    for name in (old, new):
+        problem = topic_name_problem(name)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{text!r}: {name!r} is not a valid ROS topic "
+                                             f"name: {problem}")
+    return text
 
 
 def _classes(text: str) -> list[str]:
@@ -52,11 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="raw: sensor_msgs/Image rgb8; compressed: CompressedImage JPEG "
                     "(default raw)")
     mk.add_argument("--compressed", action="store_true", help="= --transport compressed")
-    mk.add_argument("--topic", help=f"image topic (default {DEFAULT_TOPIC}, plus the "
+    mk.add_argument("--topic", type=_bag_topic,
+                    help=f"image topic, absolute (default {DEFAULT_TOPIC}, plus the "
                     "transport's suffix: /compressed)")
     mk.add_argument("--frame-id", default="cam0_optical", help="header frame_id")
-    mk.add_argument("--start", type=float, default=1_700_000_000.0,
-                    help="stamp of the first frame, seconds since the epoch (default 1.7e9)")
+    mk.add_argument("--start", type=_start, default=1_700_000_000.0,
+                    help="stamp of the first frame, seconds since the epoch (default 1.7e9; "
+                    f"0 .. {MAX_START_S})")
     mk.add_argument("--video-gap", type=_positive_float, default=60.0,
                     help="seconds between the last frame of a video and the first of the next "
                     "(default 60; keep it > the node's max_gap_s so it resets between videos)")
@@ -83,17 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multiple of the recorded rate (default 1)")
     speed.add_argument("--fast", action="store_true", help="as fast as possible (lock-step "
                        "with --wait-for)")
-    pl.add_argument("--topic-remap", action="append", metavar="OLD:NEW",
+    pl.add_argument("--topic-remap", action="append", metavar="OLD:NEW", type=_remap,
                     help="publish the bag's topic OLD on NEW (repeatable)")
     pl.add_argument("--topics", nargs="+", help="play only these topics of the bag")
-    pl.add_argument("--loop", nargs="?", type=int, const=0, default=1, metavar="N",
+    pl.add_argument("--loop", nargs="?", type=_int_at_least(0), const=0, default=1, metavar="N",
                     help="play N times (no N: until Ctrl-C)")
-    pl.add_argument("--wait-for", metavar="TOPIC",
+    pl.add_argument("--wait-for", metavar="TOPIC", type=_topic,
                     help="lock-step: after each image, wait for the message with its header "
                     "stamp on TOPIC (e.g. /cam0/instances)")
     pl.add_argument("--answer-timeout", type=_positive_float, default=10.0,
                     help="lock-step: seconds to wait for one answer (default 10)")
-    pl.add_argument("--wait-subscribers", type=float,
+    pl.add_argument("--wait-subscribers", type=_non_negative_float,
                     help="seconds to wait for subscribers first (default 30 lock-step, else 2)")
     pl.add_argument("--qos", choices=("reliable", "best_effort"),
                     help="publisher reliability (default: reliable in lock-step, else "
@@ -102,11 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rc = sub.add_parser("record", help="record live topics into a bag")
     rc.add_argument("--out", type=Path, required=True, help="bag to write")
-    rc.add_argument("--topics", nargs="+", required=True, help="topics to record")
+    rc.add_argument("--topics", nargs="+", required=True, type=_topic,
+                    help="topics to record")
     rc.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    rc.add_argument("--count", type=int, help="stop after this many messages (all topics)")
+    rc.add_argument("--count", type=_int_at_least(1),
+                    help="stop after this many messages (all topics)")
     rc.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    rc.add_argument("--wait-topics", type=float, default=10.0,
+    rc.add_argument("--wait-topics", type=_non_negative_float, default=10.0,
                     help="seconds to wait for the topics' publishers (default 10)")
     rc.add_argument("--qos", choices=("reliable", "best_effort"),
                     help="subscription reliability (default: what the publishers offer)")
@@ -122,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     imgs.add_argument("--no-video", action="store_true", help="no overlay videos")
     ev.add_argument("--topic", help="InstanceArray topic (default: the recording's only one)")
     ev.add_argument("--image-topic", help="image topic of the input bag (default: the GT's)")
-    ev.add_argument("--score-threshold", type=float, default=0.5,
-                    help="tracker output threshold for the tracking metrics (default 0.5)")
+    ev.add_argument("--score-threshold", type=_fraction, default=0.5,
+                    help="tracker output threshold for the tracking metrics, in [0, 1] "
+                    "(default 0.5)")
     ev.add_argument("--allow-partial", action="store_true",
                     help="score what could be read of a truncated/corrupt recording")
     ev.add_argument("--progress", action="store_true", help="progress bars")
@@ -175,7 +293,14 @@ def _play(args: argparse.Namespace) -> int:
                           topics=args.topics, progress=not args.no_progress)
     report = play(args.bag, options)
     print(report.text(), flush=True)
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    if args.wait_for is not None and report.unanswered and not report.answered:
+        print(f"{PROG} play: error: lock-step: none of the {len(report.unanswered)} images was "
+              f"answered on {args.wait_for} (is the node running with "
+              "input_reliability:=reliable, and is that its output topic?)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -221,16 +346,31 @@ def _usage(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `spvis-bag` console script."""
     args = build_parser().parse_args(None if argv is None else list(argv))
+    commands = {"make": _make, "play": _play, "record": _record, "eval": _eval, "info": _info}
+
+    def one_line(message: Warning | str, category: type[Warning], *_: object,
+                 **__: object) -> None:
+        print(f"{PROG} {args.command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line  # type: ignore[assignment]
+        return _run(commands[args.command], args)
+
+
+def _run(command: Any, args: argparse.Namespace) -> int:
+    """`command(args)`, with the errors a user can cause turned into one line and exit 1."""
     from spvis_ros.bag.play import PlayError
     from spvis_ros.bag.record import RecordError
 
-    commands = {"make": _make, "play": _play, "record": _record, "eval": _eval, "info": _info}
     try:
-        return commands[args.command](args)
+        return command(args)
     except (PlayError, RecordError) as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except BagError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the file system refused (the text names the path)
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

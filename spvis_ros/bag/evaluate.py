@@ -28,6 +28,10 @@
 
 A recording that breaks part way (truncated, corrupt) is an error naming the file; with
 ``allow_partial`` what was read is scored and the error is reported in ``bag.read_error``.
+A recording of which no message matches a GT frame is an error giving both stamp ranges. The
+sidecar's stamps are checked (`_FrameIndex`: integer ``stamps_ns``, strictly increasing per
+video, no stamp shared). Overlay problems (a frame whose size is not its GT video's, fewer
+input frames than GT frames) never stop the scoring: they go to ``bag.images_error``.
 """
 
 from __future__ import annotations
@@ -123,7 +127,13 @@ class BagEvaluation:
 
 
 class _FrameIndex:
-    """GT frames by header stamp: exact with ``stamps_ns``, else nearest within 10 µs."""
+    """GT frames by header stamp: exact with ``stamps_ns``, else nearest within 10 µs.
+
+    Raises:
+        BagError: stamps that are missing, not integers (``stamps_ns``) or numbers
+            (``timestamps``), not one per frame, not strictly increasing within a video, or
+            shared by two frames; the text names the file, the video, the index and the value.
+    """
 
     def __init__(self, raw: dict[str, Any], gt: Any) -> None:
         stamps: list[int] = []
@@ -133,25 +143,44 @@ class _FrameIndex:
             vid = int(entry["id"])
             video = gt.videos[vid]
             if entry.get("stamps_ns") is not None:
-                ns = [int(s) for s in entry["stamps_ns"]]
+                ns = _int_stamps(gt.source, vid, entry["stamps_ns"])
             elif video.timestamps is not None:
                 exact = False
-                ns = [round(float(s) * 1e9) for s in video.timestamps]
+                ns = _float_stamps(gt.source, vid, video.timestamps)
             else:
                 raise BagError(f"{gt.source}: video {vid} has neither stamps_ns nor timestamps; "
                                "frames cannot be matched to messages by stamp")
             if len(ns) != video.length:
                 raise BagError(f"{gt.source}: video {vid}: {len(ns)} stamps for "
                                f"{video.length} frames")
+            field_name = "stamps_ns" if entry.get("stamps_ns") is not None else "timestamps"
+            for t in range(1, len(ns)):
+                if ns[t] <= ns[t - 1]:
+                    raise BagError(f"{gt.source}: video {vid}: {field_name}[{t}] = {ns[t]} ns is "
+                                   f"not after {field_name}[{t - 1}] = {ns[t - 1]} ns; a "
+                                   "video's stamps must be strictly increasing")
             stamps += ns
             keys += [(vid, t) for t in range(len(ns))]
         order = np.argsort(np.asarray(stamps, np.int64), kind="stable")
         self.stamps = np.asarray(stamps, np.int64)[order]
         self.keys = [keys[i] for i in order]
-        if len(self.stamps) > 1 and np.any(np.diff(self.stamps) == 0):
-            raise BagError(f"{gt.source}: two GT frames share a stamp; they cannot be told apart")
+        if len(self.stamps) > 1:
+            same = np.flatnonzero(np.diff(self.stamps) == 0)
+            if len(same):
+                (va, ta), (vb, tb) = self.keys[same[0]], self.keys[same[0] + 1]
+                raise BagError(f"{gt.source}: video {va} frame {ta} and video {vb} frame {tb} "
+                               f"share the stamp {int(self.stamps[same[0]])} ns; they cannot be "
+                               "told apart")
         self.tolerance = 0 if exact else FLOAT_STAMP_TOLERANCE_NS
         self.all_ns = dict(zip(keys, stamps, strict=True))
+
+    @property
+    def range_text(self) -> str:
+        """"A..B ns (N frames)" of the GT's stamps."""
+        if not len(self.stamps):
+            return "no frames"
+        return (f"{int(self.stamps[0])}..{int(self.stamps[-1])} ns ({len(self.stamps)} "
+                "frames)")
 
     def find(self, ns: int) -> tuple[int, int] | None:
         if not len(self.stamps):
@@ -164,6 +193,34 @@ class _FrameIndex:
                 if d <= self.tolerance and (best is None or d < best[0]):
                     best = (d, j)
         return None if best is None else self.keys[best[1]]
+
+
+def _int_stamps(source: Any, vid: int, values: Any) -> list[int]:
+    """A video's ``stamps_ns``: a list of integers (JSON floats lose nanoseconds at 1.7e18)."""
+    if not isinstance(values, list):
+        raise BagError(f"{source}: video {vid}: stamps_ns must be a list of integer "
+                       f"nanoseconds, got {type(values).__name__} {values!r:.60}")
+    for t, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int):
+            hint = " (a JSON float cannot hold nanoseconds exactly; write integers)" \
+                if isinstance(value, float) else ""
+            raise BagError(f"{source}: video {vid}: stamps_ns[{t}] = {value!r:.60} is not an "
+                           f"integer{hint}")
+        if value < 0:
+            raise BagError(f"{source}: video {vid}: stamps_ns[{t}] = {value} is negative")
+    return list(values)
+
+
+def _float_stamps(source: Any, vid: int, values: Any) -> list[int]:
+    """A video's ``timestamps`` (seconds) as integer nanoseconds."""
+    out = []
+    for t, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not np.isfinite(value):
+            raise BagError(f"{source}: video {vid}: timestamps[{t}] = {value!r:.60} is not a "
+                           "finite number of seconds")
+        out.append(round(float(value) * 1e9))
+    return out
 
 
 def load_sidecar(path: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -214,6 +271,8 @@ def collect(recorded: str | Path, gt: Any, raw: dict[str, Any], options: EvalOpt
     index = _FrameIndex(raw, gt)
     by_frame: dict[tuple[int, int], Any] = {}
     mismatch = None
+    first: int | None = None
+    last: int | None = None
     try:
         for msg in iter_messages(recorded, [topic]):
             acc.messages += 1
@@ -224,7 +283,10 @@ def collect(recorded: str | Path, gt: Any, raw: dict[str, Any], options: EvalOpt
                                f"{msg.log_time_ns} ns) does not deserialize: {exc}; read "
                                f"{acc.messages - 1} messages before the error",
                                acc.messages - 1) from exc
-            key = index.find(stamp_ns(arr.header.stamp))
+            stamp = stamp_ns(arr.header.stamp)
+            first = stamp if first is None else min(first, stamp)
+            last = stamp if last is None else max(last, stamp)
+            key = index.find(stamp)
             if key is None:
                 acc.unmatched += 1
                 continue
@@ -245,6 +307,14 @@ def collect(recorded: str | Path, gt: Any, raw: dict[str, Any], options: EvalOpt
         acc.read_error = str(exc)
     if mismatch is not None:
         raise BagError(mismatch)
+    if not acc.matched:
+        got = "no messages" if first is None else (
+            f"{acc.messages} messages with header stamps {first}..{last} ns")
+        raise BagError(f"{recorded}: no message on {topic} matches a ground-truth frame "
+                       f"({got}; {gt.source}: stamps {index.range_text}); is it the recording "
+                       "of this sidecar's bag?"
+                       + (f" (the recording also broke: {acc.read_error})" if acc.read_error
+                          else ""))
     return by_frame, acc
 
 
@@ -395,7 +465,6 @@ def write_overlays(images_bag: Path, image_topic: str | None, gt: Any, raw: dict
         tracks[track.video_id].append(track)
     names = {int(v["id"]): str(v.get("name") or f"video_{int(v['id'])}") for v in raw["videos"]}
     writers: dict[int, Any] = {}
-    sizes: dict[int, tuple[int, int]] = {}
     frames_dir = out / "frames"
     saved = False
     topic = image_topic or (raw["videos"][0].get("topic") if raw["videos"] else None)
@@ -406,10 +475,15 @@ def write_overlays(images_bag: Path, image_topic: str | None, gt: Any, raw: dict
             key = index.find(frame.stamp_ns)
             if key is None:
                 continue
-            acc.images_read += 1
-            bar.update(1)
             vid, t = key
             video = gt.videos[vid]
+            if frame.rgb.shape[:2] != (video.height, video.width):
+                raise BagError(f"{images_bag}: {topic} frame at stamp {frame.stamp_ns} ns is "
+                               f"{frame.rgb.shape[1]}x{frame.rgb.shape[0]}, GT video {vid} "
+                               f"({names[vid]}) is {video.width}x{video.height}; overlay "
+                               f"videos stop there ({acc.images_read} frames written)")
+            acc.images_read += 1
+            bar.update(1)
             gt_masks = [decode_rle(tr.rles[t]) for tr in tracks[vid] if tr.rles[t] is not None]
             label = f"{names[vid]} frame {t}/{video.length}"
             image = overlay_frame(frame.rgb, by_frame.get(key), gt_masks, label)
@@ -421,16 +495,19 @@ def write_overlays(images_bag: Path, image_topic: str | None, gt: Any, raw: dict
                 if not writer.isOpened():
                     raise BagError(f"{path}: OpenCV cannot write mp4v video")
                 writers[vid] = writer
-                sizes[vid] = (image.shape[1], image.shape[0])
                 acc.overlay_videos[vid] = path.name
-            if (image.shape[1], image.shape[0]) == sizes[vid]:
-                writers[vid].write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            writers[vid].write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             if vid == worst and video.file_names:
                 target = frames_dir / video.file_names[t]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(target), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
                 saved = True
         bar.close()
+        expected = len(index.stamps)
+        if acc.images_read < expected:
+            raise BagError(f"{images_bag}: only {acc.images_read} of the {expected} "
+                           f"ground-truth frames found on {topic} by header stamp (GT stamps "
+                           f"{index.range_text}); overlay videos miss the other frames")
     except BagError as exc:
         acc.images_error = str(exc)
         print(f"spvis-bag eval: overlay videos: {exc}", file=sys.stderr)
@@ -470,7 +547,10 @@ def evaluate_bag(recorded: str | Path, gt_path: str | Path, out_dir: str | Path,
     results = predictions(gt, by_frame, acc, index.all_ns)
     metrics = run_evaluation(gt, results, score_threshold=options.score_threshold,
                              progress=options.progress)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BagError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from exc
     images_bag: Path | None = None
     if options.images_bag is None:
         beside = bag_of_sidecar(gt_path)

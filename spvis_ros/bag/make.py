@@ -41,6 +41,7 @@ DEFAULT_TOPIC = f"/cam0/{DEFAULT_BASE_TOPIC}"  # the node's default input, camer
 DEFAULT_FRAME_ID = "cam0_optical"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 NS = 1_000_000_000
+MAX_STAMP_NS = 2**31 * NS - 1  # builtin_interfaces/Time: int32 sec (a bag's log time >= 0)
 
 
 @dataclass
@@ -130,13 +131,22 @@ def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: 
     Frame k of video v gets the stamp ``start_ns + offset_v + round(stamps[k] * 1e9)``, with
     ``offset_0 = 0`` and ``offset_{v+1} = offset_v + round(stamps_v[-1] * 1e9) + video_gap_s``.
 
+    The bag is written under a hidden name and moved to `out` only when complete
+    (`BagWriter` with ``atomic``): a failure leaves no partial bag (and, with `overwrite`, the
+    old bag in place).
+
     Raises:
-        BagError: the bag exists (without `overwrite`) or cannot be written; bad stamps.
+        BagError: the bag exists (without `overwrite`) or cannot be written; bad stamps (not
+            increasing, or outside 0 .. 2**31 s, what a ROS Time holds: names the video, the
+            frame and the stamp).
     """
     from tqdm import tqdm
 
-    if video_gap_s <= 0:
+    if not video_gap_s > 0:
         raise BagError(f"video_gap_s = {video_gap_s}: must be > 0")
+    if not 0 <= int(start_ns) <= MAX_STAMP_NS:
+        raise BagError(f"start = {int(start_ns)} ns: must be in 0 .. {MAX_STAMP_NS} ns (a ROS "
+                       "Time has int32 seconds)")
     transport = TRANSPORTS["compressed" if compressed else "raw"]
     topic = topic or transport.topic(DEFAULT_TOPIC)
     msgtype = transport.msgtype
@@ -146,15 +156,25 @@ def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: 
     annotations: list[dict[str, Any]] = []
     offset = int(start_ns)
     count, n_videos, first, last = 0, 0, None, None
-    with BagWriter(out, storage, overwrite=overwrite) as bag, \
+    with BagWriter(out, storage, overwrite=overwrite, atomic=True) as bag, \
             tqdm(unit="frame", desc="make", disable=not progress) as bar:
         bag.add_topic(topic, msgtype)
         for v, video in enumerate(videos):
+            bad = next((k for k, s in enumerate(video.stamps) if not np.isfinite(float(s))),
+                       None)
+            if bad is not None:
+                raise BagError(f"{out}: video {video.name!r} frame {bad}: stamp "
+                               f"{video.stamps[bad]} s is not a finite number")
             rel = [round(float(s) * NS) for s in video.stamps]
             if not rel or any(b <= a for a, b in itertools.pairwise(rel)):
                 raise BagError(f"{out}: video {video.name!r}: stamps must be non-empty and "
                                "strictly increasing")
             stamps = [offset + r for r in rel]
+            for k, stamp in enumerate(stamps):
+                if not 0 <= stamp <= MAX_STAMP_NS:
+                    raise BagError(f"{out}: video {video.name!r} frame {k}: stamp {stamp} ns "
+                                   f"is outside 0 .. {MAX_STAMP_NS} ns (a ROS Time has int32 "
+                                   "seconds); check --start, --fps and --video-gap")
             n = 0
             frames = iter(video.frames)
             for frame, stamp in zip(frames, stamps, strict=False):
@@ -187,7 +207,14 @@ def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: 
                          "start_ns": int(start_ns), "video_gap_s": video_gap_s,
                          **(info or {})},
                 "videos": gt_videos, "annotations": annotations, "categories": categories}
-        sidecar.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+        partial = sidecar.with_name(f".{sidecar.name}.partial")
+        try:
+            partial.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
+            partial.replace(sidecar)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise BagError(f"{sidecar}: cannot write the ground-truth sidecar: "
+                           f"{exc.strerror or exc}") from exc
     return MakeSummary(out, sidecar, topic, msgtype, n_videos, count, first or 0, last or 0)
 
 

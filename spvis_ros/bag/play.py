@@ -72,6 +72,8 @@ class PlayOptions:
             raise PlayError(f"--rate = {self.rate}: must be > 0")
         if self.loops < 0:
             raise PlayError(f"--loop = {self.loops}: must be >= 0 (0 = forever)")
+        if self.wait_subscribers is not None and not self.wait_subscribers >= 0:
+            raise PlayError(f"--wait-subscribers = {self.wait_subscribers}: must be >= 0")
         if self.answer_timeout <= 0:
             raise PlayError(f"--answer-timeout = {self.answer_timeout}: must be > 0")
         if self.qos is not None and self.qos not in QOS_CHOICES:
@@ -189,6 +191,15 @@ def play(bag: str | Path, options: PlayOptions) -> PlayReport:
     wait = options.wait_subscribers
     if wait is None:
         wait = 30.0 if lockstep else 2.0
+    classes: dict[str, type] = {}
+    for t, m in topics.items():
+        try:
+            classes[t] = rclpy_type(m)
+        except BagError as exc:
+            others = sorted(set(topics) - {t})
+            hint = (f"; play the other topics with --topics {' '.join(others)}" if others
+                    else "")
+            raise BagError(f"{bag}: topic {t!r} cannot be played: {exc}{hint}") from exc
     counts = topic_counts(bag)
     total = None
     if counts is not None:
@@ -202,8 +213,8 @@ def play(bag: str | Path, options: PlayOptions) -> PlayReport:
                disable=not options.progress)
     try:
         qos = qos_profile(options.reliable)
-        pubs = {t: session.node.create_publisher(rclpy_type(m), options.remap.get(t, t), qos)
-                for t, m in topics.items()}
+        pubs = {t: session.node.create_publisher(classes[t], options.remap.get(t, t), qos)
+                for t in topics}
         image_pubs = [pubs[t] for t, m in topics.items() if m in IMAGE_TYPES]
         expected: list[int | None] = [None]
         got = [False]
@@ -244,7 +255,7 @@ def play(bag: str | Path, options: PlayOptions) -> PlayReport:
         for _ in passes:
             t0_wall: float | None = None
             t0_bag = 0
-            for msg in iter_messages(bag, list(topics)):
+            for index, msg in enumerate(iter_messages(bag, list(topics))):
                 if not options.fast:
                     if t0_wall is None:
                         t0_wall, t0_bag = time.monotonic(), msg.log_time_ns
@@ -253,7 +264,13 @@ def play(bag: str | Path, options: PlayOptions) -> PlayReport:
                         session.executor.spin_once(timeout_sec=min(left, 0.05))
                 stamp = None
                 if lockstep and msg.msgtype in IMAGE_TYPES:
-                    stamp = header_stamp_ns(msg.data)
+                    try:
+                        stamp = header_stamp_ns(msg.data)
+                    except ValueError as exc:
+                        raise BagError(f"{bag}: message {index} on {msg.topic} (log time "
+                                       f"{msg.log_time_ns} ns) has no readable header stamp for "
+                                       f"lock-step: {exc}; published {report.published} "
+                                       "messages before it", index) from exc
                     expected[0], got[0] = stamp, False
                 pubs[msg.topic].publish(msg.data)
                 report.published += 1

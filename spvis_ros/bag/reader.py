@@ -29,6 +29,7 @@ raised. A truncated or corrupt sqlite3 file yields the rows sqlite can still rea
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 import struct
 import warnings
@@ -75,7 +76,8 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """One line: the exception's type and the first line of its text."""
+    text = (str(exc).strip().splitlines() or [""])[0].strip() or type(exc).__name__
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
@@ -85,6 +87,7 @@ def _target(path: Path) -> tuple[Path, list[Path]]:
         raise BagError(f"{path}: no such bag (file or rosbag2 directory)")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIX)
+        _check_not_empty(files)
         if (path / "metadata.yaml").is_file():
             return path, files
         if len(files) == 1:
@@ -94,7 +97,34 @@ def _target(path: Path) -> tuple[Path, list[Path]]:
     if path.suffix not in STORAGE_SUFFIX:
         raise BagError(f"{path}: unknown bag file type {path.suffix!r} (expected a rosbag2 "
                        "directory, .mcap or .db3)")
+    _check_not_empty([path])
     return path, [path]
+
+
+def _check_not_empty(files: list[Path]) -> None:
+    for f in files:
+        if f.is_file() and f.stat().st_size == 0:
+            raise BagError(f"{f}: empty file (0 bytes: a recorder killed before it wrote "
+                           "anything?); read 0 messages before the error")
+
+
+def _metadata_problem(target: Path) -> str | None:
+    """Why a rosbag2 directory's metadata.yaml cannot be used (None: it parses, or `target`
+    is a storage file)."""
+    import yaml
+
+    meta = target / "metadata.yaml"
+    if not target.is_dir() or not meta.is_file():
+        return None
+    try:
+        data = yaml.safe_load(meta.read_text(encoding="utf-8", errors="replace"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{meta} is not valid YAML{where}"
+    if not isinstance(data, dict) or "rosbag2_bagfile_information" not in data:
+        return f"{meta} has no rosbag2_bagfile_information"
+    return None
 
 
 def _open_rosbags(target: Path) -> Any:
@@ -182,18 +212,20 @@ def _storage_messages(reader: Any, wanted: set[str] | None
         from zstandard import ZstdDecompressor
 
         decompress = ZstdDecompressor().decompress
+    parts = []
     for part in storage.storages:
         conns = [c for c in part.connections if wanted is None or c.topic in wanted]
-        if not conns:
-            continue
-        for conn, t, data in part.messages(conns):
-            yield conn, t, decompress(data) if decompress is not None else data
+        if conns:
+            parts.append(part.messages(conns))
+    # A split bag's files can overlap in time and be listed in any order: merge by log time.
+    for conn, t, data in heapq.merge(*parts, key=lambda m: m[1]):
+        yield conn, t, decompress(data) if decompress is not None else data
 
 
 def iter_messages(path: str | Path, topics: Iterable[str] | None = None, *,
                   check_counts: bool = True) -> Iterator[BagMessage]:
-    """Every message of the bag (optionally only `topics`), in storage order (log-time order
-    within a storage file; file order for a truncated MCAP, see the module docstring).
+    """Every message of the bag (optionally only `topics`), in log-time order (the files of a
+    split bag merged by log time; file order for a truncated MCAP, see the module docstring).
 
     With `check_counts`, a topic that yields fewer messages than the bag's metadata or index
     lists raises BagError at the end (naming the topics and both counts).
@@ -222,11 +254,16 @@ def iter_messages(path: str | Path, topics: Iterable[str] | None = None, *,
         except errors as scan_exc:
             raise BagError(
                 f"{path}: truncated or corrupt MCAP ({_describe(scan_exc)}; its index could not "
-                f"be read either: {_describe(exc)}); read {count} messages before the error",
-                count) from scan_exc
-        warnings.warn(f"{path}: the MCAP index is unreadable ({_describe(exc)}), but the data "
-                      f"section is complete: read all {count} messages by scanning",
-                      BagWarning, stacklevel=2)
+                f"be read either: {_metadata_problem(target) or _describe(exc)}); read {count} "
+                "messages before the error", count) from scan_exc
+        problem = _metadata_problem(target)
+        if problem is not None:
+            warnings.warn(f"{path}: {problem}; read all {count} messages of {mcap.name} by "
+                          "scanning it", BagWarning, stacklevel=2)
+        else:
+            warnings.warn(f"{path}: the MCAP index is unreadable ({_describe(exc)}), but the "
+                          f"data section is complete: read all {count} messages by scanning",
+                          BagWarning, stacklevel=2)
         return
     per_topic: dict[str, int] = {}
     try:

@@ -14,8 +14,10 @@ The recording starts when every subscription is matched with a publisher; the li
 ``recording N topics: ...`` on stdout says so (start `play` after it). It stops after
 ``--count`` messages (all topics together), after ``--duration`` seconds, or on SIGINT /
 SIGTERM, whichever comes first, and always closes the bag properly (metadata.yaml, MCAP index).
-A recorder killed with SIGKILL leaves an MCAP without index, which the readers here still read
-up to its last complete chunk (`spvis_ros.bag.reader`).
+A recorder killed with SIGKILL loses what it had not yet written out: rosbags' MCAP writer holds
+each chunk in memory until it reaches 1 MiB (fixed; its API offers no chunk size or flush), so
+a small recording leaves an empty file; what did reach the file (complete chunks, no index) the
+readers here still read (`spvis_ros.bag.reader`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ and `image_cdr` (reproducible CDR bytes of image messages).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +27,51 @@ class BagWriter:
     """A rosbag2 (version 9) being written, MCAP or sqlite3 storage.
 
     ``with BagWriter(path) as bag: bag.add_topic("/cam0/image", IMAGE_TYPE);
-    bag.write("/cam0/image", t_ns, cdr_bytes)``. Closing writes ``metadata.yaml``; leaving the
-    block by an exception still closes (what was written stays readable).
+    bag.write("/cam0/image", t_ns, cdr_bytes)``. Closing writes ``metadata.yaml``.
+
+    Without `atomic`, leaving the block by an exception still closes (what was written stays
+    readable: a recording keeps what it got). With `atomic` the bag is written under a hidden
+    folder beside `path` (``.<name>.partial/<name>``) and moved to `path` only when the block
+    ends normally (an existing bag is replaced then, with `overwrite`); on an exception it is
+    deleted, so a failed write leaves nothing that looks like a bag.
+
+    Raises:
+        BagError: bad storage, `path` exists (without `overwrite`) or is not a bag, or the
+            file system refuses (the OS error's text and the path).
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False,
+                 atomic: bool = False) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGES:
             raise BagError(f"storage = {storage!r}: must be one of {list(STORAGES)}")
         self.path = Path(path)
-        if self.path.exists():
+        self._writer: Any = None
+        self._partial: Path | None = None
+        if self.path.exists() or self.path.is_symlink():
             if not overwrite:
                 raise BagError(f"{self.path}: exists already (choose another --out, or "
                                "--overwrite)")
-            _remove_bag(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
-        self._writer.open()
+            _check_removable(self.path)
+            if not atomic:
+                _remove_bag(self.path)
+        target = self.path
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if atomic:
+                self._partial = self.path.parent / f".{self.path.name}.partial"
+                _discard(self._partial)  # left by a killed earlier run
+                self._partial.mkdir()
+                target = self._partial / self.path.name
+            plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+            self._writer = Writer(target, version=9, storage_plugin=plugin)
+            self._writer.open()
+        except OSError as exc:
+            if self._partial is not None:
+                _discard(self._partial)
+            raise BagError(f"{self.path}: cannot write the bag: "
+                           f"{exc.strerror or exc} ({exc.filename or target})") from exc
         self._conns: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
 
@@ -60,29 +87,82 @@ class BagWriter:
         self.counts[topic] += 1
 
     def close(self) -> None:
+        """Finish the bag (metadata.yaml); an atomic bag is moved to its path."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            writer.close()
+            try:
+                writer.close()
+                if self._partial is not None:
+                    if self.path.exists() or self.path.is_symlink():
+                        _remove_bag(self.path)
+                    (self._partial / self.path.name).rename(self.path)
+                    self._partial.rmdir()
+                    self._partial = None
+            except OSError as exc:
+                self.discard()
+                raise BagError(f"{self.path}: cannot finish the bag: {exc.strerror or exc} "
+                               f"({exc.filename or self.path})") from exc
+
+    def discard(self) -> None:
+        """Stop writing; an atomic bag is deleted (a plain one is closed, keeping its data)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            from rosbags.rosbag2 import WriterError
+
+            # The bag is being thrown away: a failure to finish it changes nothing.
+            with contextlib.suppress(WriterError, OSError, ValueError):
+                writer.close()
+        if self._partial is not None:
+            _discard(self._partial)
+            self._partial = None
 
     def __enter__(self) -> BagWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._partial is not None:
+            self.discard()
+        else:
+            self.close()
+
+
+def _check_removable(path: Path) -> None:
+    """Raise BagError unless `path` is a bag we may replace: a rosbag2 directory holding only
+    storage files and metadata.yaml, or a bare .mcap / .db3 file."""
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            if not (child.is_file() and (child.suffix in STORAGE_SUFFIX
+                                         or child.name == "metadata.yaml")):
+                raise BagError(f"{path}: not removing a directory holding {child.name!r}")
+    elif path.suffix not in STORAGE_SUFFIX:
+        raise BagError(f"{path}: exists and is not a bag (not a rosbag2 directory, .mcap or "
+                       ".db3); not replacing it")
 
 
 def _remove_bag(path: Path) -> None:
-    """Delete a bag we are about to overwrite: a rosbag2 directory (only its own files)."""
-    if path.is_dir():
+    """Delete a bag we are about to overwrite (`_check_removable` first)."""
+    _check_removable(path)
+    if path.is_dir() and not path.is_symlink():
         for child in path.iterdir():
-            if child.is_file() and (child.suffix in STORAGE_SUFFIX
-                                    or child.name == "metadata.yaml"):
-                child.unlink()
-            else:
-                raise BagError(f"{path}: not removing a directory holding {child.name!r}")
+            child.unlink()
         path.rmdir()
     else:
         path.unlink()
+
+
+def _discard(partial: Path) -> None:
+    """Delete a hidden ``.<name>.partial`` folder of an atomic write (its bag folder and the
+    files the writer put there)."""
+    if not partial.is_dir():
+        return
+    for bag in partial.iterdir():
+        if bag.is_dir():
+            for child in bag.iterdir():
+                child.unlink()
+            bag.rmdir()
+        else:
+            bag.unlink()
+    partial.rmdir()
 
 
 def image_cdr(msg: Any) -> bytes:
