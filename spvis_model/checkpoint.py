@@ -138,8 +138,9 @@ def verify_weights(path: str | Path, payload: Mapping[str, Any]) -> None:
 
 def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
                     meta: dict[str, Any] | None = None) -> None:
-    """Write `model` to `path` atomically (temp file + rename). `half` stores floating-point
-    weights as float16 (they are cast back to float32 on load)."""
+    """Write `model` to `path` atomically (temp file + rename; the temp file is removed when
+    either fails, and the error, an OSError or torch's RuntimeError, propagates). `half`
+    stores floating-point weights as float16 (they are cast back to float32 on load)."""
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
              for k, v in model.state_dict().items()}
     payload = {
@@ -153,8 +154,12 @@ def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (or rename onto a folder) leaves nothing
+        raise
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

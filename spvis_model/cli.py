@@ -4,6 +4,7 @@ reports what this installation runs on."""
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -33,8 +34,27 @@ def _info(short: bool) -> str:
     return "\n".join(lines)
 
 
+BROKEN_PIPE_EXIT = 141
+"""Exit status when stdout's reader went away (`spvis eval ... | head`): 128 + SIGPIPE, as a
+shell reports a process that SIGPIPE ended."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `spvis` console script."""
+    """Entry point of the `spvis` console script. A closed stdout (the reader of a pipe
+    exited) ends the command quietly with status 141."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at interpreter exit where it could not be caught
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="spvis", description="SPVIS video instance segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, compiled kernels and devices")

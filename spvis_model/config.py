@@ -350,16 +350,21 @@ def load_config(path: str | Path) -> ModelConfig:
     from that preset and overrides the fields given."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: not UTF-8 text (byte "
+                          f"{exc.object[exc.start]:#04x} at offset {exc.start})") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a YAML mapping, got {type(data).__name__}")
-    base = data.pop("preset", None)
-    if base is not None:
-        merged = _merge(preset(str(base)).to_dict(), data)
-        return ModelConfig.from_dict(merged)
-    return ModelConfig.from_dict(data)
+    try:
+        base = data.pop("preset", None)
+        if base is not None:
+            return ModelConfig.from_dict(_merge(preset(str(base)).to_dict(), data))
+        return ModelConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: {exc}") from exc
 
 
 def save_config(cfg: ModelConfig, path: str | Path) -> None:

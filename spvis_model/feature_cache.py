@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from spvis_model.atomic import atomic_write
-from spvis_model.checkpoint import LOAD_ERRORS
+from spvis_model.checkpoint import LOAD_ERRORS, describe_load_error
 from spvis_model.model import SPVIS, FrameGeometry
 from spvis_model.tracker.types import FrameFeatures
 
@@ -127,11 +127,15 @@ class FeatureCache:
                              f"{digest[:12]}: rebuild it (build_cache)")
 
     def video(self, video_id: int) -> CachedVideo:
+        """Read one video's file (weights_only: no code runs). Raises CacheError naming the
+        file and, for a file of the wrong structure, the key."""
         path = self.root / f"video_{int(video_id)}.pt"
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except LOAD_ERRORS as exc:
-            raise CacheError(f"feature cache file {path}: not readable ({exc})") from exc
+            raise CacheError(f"feature cache file {path}: not readable "
+                             f"({describe_load_error(exc)})") from exc
+        _check_video_file(path, data)
         g = data["geometry"].tolist()
         return CachedVideo(
             video_id=int(video_id), stamps=data["stamps"],
@@ -144,6 +148,36 @@ class FeatureCache:
     def videos(self) -> Iterator[CachedVideo]:
         for vid in self.video_ids:
             yield self.video(vid)
+
+
+_PER_FRAME_KEYS = ("stamps", "query_embed", "pred_logits", "mask_features", "memory")
+_VIDEO_KEYS = (*_PER_FRAME_KEYS, "spatial_shapes", "level_start_index", "geometry")
+
+
+def _check_video_file(path: Path, data: object) -> None:
+    """Raise CacheError unless `data` has what `_segment_video` writes: every key a tensor,
+    the per-frame ones with one row per frame (the same number, at least one) and `geometry`
+    six integers."""
+    if not isinstance(data, dict):
+        raise CacheError(f"feature cache file {path}: holds a {type(data).__name__}, expected "
+                         "a dict of tensors; rebuild the cache")
+    for key in _VIDEO_KEYS:
+        if key not in data:
+            raise CacheError(f"feature cache file {path}: missing key {key!r}; rebuild the "
+                             "cache")
+        if not isinstance(data[key], torch.Tensor):
+            raise CacheError(f"feature cache file {path}: key {key!r} holds a "
+                             f"{type(data[key]).__name__}, expected a tensor; rebuild the cache")
+    frames = {key: int(data[key].shape[0]) if data[key].dim() else -1
+              for key in _PER_FRAME_KEYS}
+    if min(frames.values()) < 1 or len(set(frames.values())) != 1:
+        raise CacheError(f"feature cache file {path}: per-frame keys disagree on the number of "
+                         f"frames ({frames}); rebuild the cache")
+    geometry = data["geometry"]
+    if geometry.shape != (6,) or geometry.is_floating_point() or geometry.is_complex():
+        raise CacheError(f"feature cache file {path}: key 'geometry' has shape "
+                         f"{tuple(geometry.shape)} and dtype {geometry.dtype}, expected 6 "
+                         "integers; rebuild the cache")
 
 
 def build_cache(model: SPVIS, data: str | Path, out_dir: str | Path,

@@ -167,3 +167,13 @@ def test_old_checkpoints_without_a_checksum_still_load(saved, tmp_path):
     if CHECKSUM_KEY in shipped:  # once re-saved with model.save
         assert weights_checksum(shipped["state_dict"]) == shipped[CHECKSUM_KEY]
     assert np.isfinite(next(model.parameters()).detach().numpy()).all()
+
+
+def test_failed_save_leaves_no_temp_file(tiny, tmp_path):
+    (tmp_path / "folder.pt").mkdir()  # os.replace onto a folder fails after torch.save
+    with pytest.raises(IsADirectoryError):
+        tiny.save(tmp_path / "folder.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt"]
+    with pytest.raises(RuntimeError):  # torch.save into a missing folder
+        tiny.save(tmp_path / "missing" / "m.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt"]

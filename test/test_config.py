@@ -43,7 +43,16 @@ def test_yaml_preset_with_overrides(tmp_path):
 def test_invalid_values_name_the_field(tmp_path, yaml_text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"config {path}")  # names the YAML file
+
+
+def test_non_utf8_yaml_names_the_file(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"\xff\xfepreset: tiny\n")
+    with pytest.raises(ConfigError, match=rf"cannot read config {path}: not UTF-8 text \(byte "
+                                          r"0xff at offset 0\)"):
         load_config(path)
 
 

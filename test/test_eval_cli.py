@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,13 @@ def test_cli_bad_input_names_the_entry(tmp_path, capsys):
     assert "predictions[4] (video_id=3).segmentations[2]: malformed compressed RLE" in err
     assert main(["eval", "--gt", str(tmp_path / "missing.json"), "--pred", str(pred_path)]) == 1
     assert "ground-truth file not found" in capsys.readouterr().err
+    pred_path.write_bytes(b"\xff\xfe[]")  # not UTF-8: the message used to leave out the file
+    assert main(["eval", "--gt", str(gt_path), "--pred", str(pred_path)]) == 1
+    assert capsys.readouterr().err == (f"spvis eval: error: predictions file {str(pred_path)!r} "
+                                       "is not UTF-8 text (byte 0xff at offset 0)\n")
+    pred_path.write_text('""')  # a JSON string is not a results list (was scored as empty)
+    assert main(["eval", "--gt", str(gt_path), "--pred", str(pred_path)]) == 1
+    assert "predictions must be a JSON list" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [
@@ -120,6 +128,20 @@ def test_cli_bad_input_names_the_entry(tmp_path, capsys):
 def test_cli_usage_errors(argv, capsys):
     assert main(argv) == 2
     assert "spvis eval: error:" in capsys.readouterr().err
+
+
+def test_cli_out_that_is_a_file_is_refused_before_evaluating(tmp_path, capsys):
+    gt_path, pred_path, _, _ = _write_inputs(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out in (afile, afile / "sub"):
+        assert main(["eval", "--gt", str(gt_path), "--pred", str(pred_path),
+                     "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""  # refused up front, nothing evaluated
+        assert captured.err.startswith("spvis eval: error: --out ")
+        assert "is a file" in captured.err and captured.err.count("\n") == 1
+    assert afile.read_text() == "keep"
 
 
 def test_cli_checkpoint_mode_runs_the_model(tmp_path, capsys, trained_tiny):
@@ -165,6 +187,37 @@ def test_cli_checkpoint_mode_runs_the_model(tmp_path, capsys, trained_tiny):
         capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "--checkpoint", "c.pt", "--data", "d.json", "--mode", "batch"])
+
+
+def test_cli_checkpoint_mode_needs_one_file_name_per_frame(tmp_path, capsys):
+    # Checked before the checkpoint is read: was "zip() argument 2 is longer than argument 1".
+    a, _ = two_object_scene(3)
+    gt = dataset([{**video(1, 3), "file_names": []}, video(2, 3)], [gt_ann(1, 1, 1, a)])
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "data.json").write_text(json.dumps(gt))
+    assert main(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--data",
+                 str(tmp_path / "data.json"), "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        f"spvis eval: error: {tmp_path / 'data.json'}: video 1 has 0 file_names but length 3; "
+        "running a checkpoint needs one file name per frame\n")
+
+
+@pytest.mark.parametrize("command", [["info"], ["eval"]])
+def test_closed_stdout_ends_quietly_with_141(tmp_path, command):
+    # `spvis info | head -0`, `spvis eval ... | head`: the reader is gone before the output.
+    gt_path, pred_path, _, _ = _write_inputs(tmp_path)
+    if command == ["eval"]:
+        command = [*command, "--gt", str(gt_path), "--pred", str(pred_path)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command starts: its first write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "spvis_model.cli", *command],
+                              cwd=Path(__file__).resolve().parents[1], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
 
 
 def test_console_entry_runs_eval_and_info(tmp_path):

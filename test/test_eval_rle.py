@@ -95,7 +95,10 @@ def test_uncompressed_bulk_check_and_encoding_match_pycocotools(chunk):
     (lambda c: c.__setitem__(1, c[1] + 1), "cover"),
     (lambda c: c.__setitem__(slice(None), [-1, c[0] + 1, *c[1:]]), "negative count -1"),
     (lambda c: c.__setitem__(slice(None), []), "cover 0 pixels"),
-    (lambda c: c.__setitem__(0, 2**70), "cover"),
+    (lambda c: c.__setitem__(0, 2**70), "run of 1180591620717411303424 pixels"),
+    # int64 sums wrap: two runs of 2**63 - 1 and the rest "add up" to the frame
+    (lambda c: c.__setitem__(slice(None), [2**63 - 1, 2**63 - 1, sum(c) + 2]),
+     "run of 9223372036854775807 pixels, more than the frame's"),
 ])
 def test_uncompressed_bulk_check_rejects(chunk, change, problem):
     rng = np.random.default_rng(3)
@@ -121,6 +124,23 @@ def test_first_bad_mask_in_file_order_is_named():
     gt["annotations"][0]["segmentations"][2] = uncompressed(a[2])
     with pytest.raises(ValueError, match=r"gt annotations\[1\] .*\.segmentations\[1\]: "
                                          r"malformed compressed RLE: .*outside"):
+        load_ground_truth(gt)
+
+
+def test_overflowing_uncompressed_runs_are_refused_naming_entry_and_frame():
+    a, _ = two_object_scene(2)
+    gt = dataset([video(1, 2)], [gt_ann(1, 1, 1, a)])
+    n = a[1].size
+    wrapping = {"size": list(a[1].shape), "counts": [2**63 - 1, 2**63 - 1, n + 2]}
+    bad = pred(1, 1, 0.9, a)
+    bad["segmentations"][1] = wrapping
+    with pytest.raises(ValueError, match=r"predictions\[0\] \(video_id=1\)\.segmentations\[1\]: "
+                                         rf"uncompressed RLE has a run of {2**63 - 1} pixels, "
+                                         rf"more than the frame's {n}"):
+        evaluate(gt, [bad])
+    gt["annotations"][0]["segmentations"][1] = wrapping
+    with pytest.raises(ValueError, match=r"gt annotations\[0\] .*\.segmentations\[1\]: "
+                                         "uncompressed RLE has a run of"):
         load_ground_truth(gt)
 
 

@@ -219,6 +219,9 @@ def _good(a: list) -> dict:
      r"segmentations\[2\]: uncompressed RLE counts cover 8 pixels"),
     (lambda p: p["segmentations"].__setitem__(0, "abc"),
      r"segmentations\[0\] must be an RLE dict, polygons or None, got str"),
+    (lambda p: p["segmentations"][1].update(counts=p["segmentations"][1]["counts"][:-1] + "é"),
+     r"predictions\[1\] \(video_id=5\)\.segmentations\[1\]: malformed compressed RLE: "
+     r"counts string has a non-ASCII character 'é' at position \d+"),
 ])
 def test_bad_predictions_name_the_entry(small_gt, mutate, message):
     a, _ = two_object_scene(3)
@@ -226,6 +229,22 @@ def test_bad_predictions_name_the_entry(small_gt, mutate, message):
     mutate(bad)
     with pytest.raises(ValueError, match=message):
         evaluate(small_gt, [_good(a), bad])
+
+
+def test_non_ascii_counts_are_refused_not_replaced():
+    # 'é' was encoded as '?', itself a valid RLE character, and the mask scored.
+    from spvis_model.eval.data import to_rle
+
+    good = rle(box(15, 25, 0, 3))
+    assert good["counts"].startswith("?")  # a first run of 15 zeros
+    bad = {**good, "counts": "é" + good["counts"][1:]}
+    with pytest.raises(ValueError, match=r"^x: malformed compressed RLE: counts string has a "
+                                         r"non-ASCII character 'é' at position 0$"):
+        to_rle(bad, H, W, "x")
+    gt = dataset([video(1, 1)], [gt_ann(1, 1, 1, [box(15, 25, 0, 3)])])
+    with pytest.raises(ValueError, match=r"predictions\[0\] \(video_id=1\)\.segmentations\[0\]: "
+                                         r"malformed compressed RLE: .*non-ASCII character 'é'"):
+        evaluate(gt, [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [bad]}])
 
 
 def test_bad_ground_truth_names_the_entry(small_gt):
@@ -254,6 +273,31 @@ def test_polygon_ground_truth_is_rasterised_like_pycocotools():
     with pytest.raises(ValueError, match=r"segmentations\[0\]: polygons must be"):
         evaluate({**gt, "annotations": [{**gt["annotations"][0],
                                          "segmentations": [[[1, 2, 3]], None]}]}, [])
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (201, r"coordinate 2 \(x\) = 201 is outside \[-200, 200\] \(4 x the 40x50 frame's width\)"),
+    (-1e12, r"coordinate 2 \(x\) = -1000000000000\.0 is outside \[-200, 200\]"),
+    (3e9, r"coordinate 2 \(x\) = 3000000000\.0 is outside"),
+    (1e30, r"coordinate 2 \(x\) = 1e\+30 is outside"),
+    (float("inf"), r"coordinate 2 \(x\) must be finite, got inf"),
+    (float("nan"), r"coordinate 2 \(x\) must be finite, got nan"),  # crashed pycocotools
+])
+def test_polygon_coordinates_must_be_finite_and_near_the_frame(value, message):
+    # NaN segfaulted pycocotools' frPyObjects and huge values ran until killed.
+    gt = dataset([video(1, 2)], [{"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+                                  "segmentations": [[[2, 2, 12, 2, 12, 12]], None]}])
+    polygon = [[2, 2, 200, 2, 12, -160]]  # on the bound: accepted
+    preds = [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [polygon, None]}]
+    evaluate(gt, preds)
+    preds[0]["segmentations"][0] = [[2, 2, value, 2, 12, 12]]
+    with pytest.raises(ValueError, match=r"predictions\[0\] \(video_id=1\)\.segmentations\[0\]: "
+                                         r"polygon 0 " + message):
+        evaluate(gt, preds)
+    gt["annotations"][0]["segmentations"][1] = [[1, 1, 5, 1, 5, value]]
+    with pytest.raises(ValueError, match=r"gt annotations\[0\] .*segmentations\[1\]: polygon 0 "
+                                         r"coordinate 5 \(y\)"):
+        evaluate(gt, [])
 
 
 def test_tracks_longer_than_255_frames():

@@ -97,6 +97,20 @@ def test_bad_output_path_is_refused(tiny, tmp_path):
         export_onnx(tiny, tmp_path / "m.pt", ExportOptions(size=SIZE))
     with pytest.raises(ExportError, match="does not exist"):
         export_onnx(tiny, tmp_path / "no" / "m.onnx", ExportOptions(size=SIZE))
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(ExportError, match=r"dir\.onnx' is a folder"):
+        export_onnx(tiny, tmp_path / "dir.onnx", ExportOptions(size=SIZE))
+    (tmp_path / "side.onnx.json").mkdir()  # where the sidecar goes
+    with pytest.raises(ExportError, match=r"side\.onnx\.json' is a folder"):
+        export_onnx(tiny, tmp_path / "side.onnx", ExportOptions(size=SIZE))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "side.onnx.json"]
+
+
+def test_cli_onnx_path_a_folder_exits_2_with_one_line(tiny_ckpt, tmp_path, capsys):
+    (tmp_path / "dir.onnx").mkdir()
+    assert spvis_main(["export", str(tiny_ckpt), "--onnx", str(tmp_path / "dir.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and err.count("\n") == 1
 
 
 def test_dynamic_size_a_backbone_freezes_is_refused_and_nothing_is_left(tmp_path):

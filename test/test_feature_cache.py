@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -88,6 +89,66 @@ def test_stale_or_corrupt_cache_is_refused(trained_tiny, tiny_videos, tiny_cache
     (broken / f"video_{tiny_cache.video_ids[0]}.pt").write_bytes(b"not a torch file")
     with pytest.raises(CacheError, match="not readable"):
         FeatureCache(broken).video(tiny_cache.video_ids[0])
+
+
+class _Payload:
+    """Unpickling this calls os.system(command)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _cache_with_file(tiny_cache, folder, content) -> tuple[FeatureCache, object]:
+    folder.mkdir()
+    (folder / "meta.json").write_text((tiny_cache.root / "meta.json").read_text())
+    vid = tiny_cache.video_ids[0]
+    torch.save(content, folder / f"video_{vid}.pt")
+    return FeatureCache(folder), folder / f"video_{vid}.pt"
+
+
+def test_malicious_cache_file_is_one_line_without_torchs_retry_advice(tiny_cache, tmp_path):
+    marker = tmp_path / "pwned"
+    cache, path = _cache_with_file(tiny_cache, tmp_path / "evil",
+                                   {"x": _Payload(f"touch {marker}")})
+    with pytest.raises(CacheError) as err:
+        cache.video(tiny_cache.video_ids[0])
+    text = str(err.value)
+    assert text.startswith(f"feature cache file {path}: not readable (refused to load global "
+                           "posix.system"), text
+    assert "\n" not in text and "weights_only" not in text, text
+    assert not marker.exists()
+
+
+def _edit(key: str, value: object):
+    def edit(data: dict) -> dict:
+        data = dict(data)
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+        return data
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: {}, r"missing key 'stamps'"),
+    (lambda d: [1, 2], r"holds a list, expected a dict of tensors"),
+    (_edit("memory", None), r"missing key 'memory'"),
+    (_edit("geometry", [1, 2, 3, 4, 5, 6]), r"key 'geometry' holds a list, expected a tensor"),
+    (_edit("geometry", torch.zeros(4, dtype=torch.int64)),
+     r"key 'geometry' has shape \(4,\) .* expected 6 integers"),
+    (_edit("stamps", torch.zeros(2, dtype=torch.float64)),
+     r"per-frame keys disagree on the number of frames .*'stamps': 2"),
+])
+def test_cache_file_of_the_wrong_structure_names_the_key(tiny_cache, tmp_path, edit, message):
+    vid = tiny_cache.video_ids[0]
+    good = torch.load(tiny_cache.root / f"video_{vid}.pt", weights_only=True)
+    cache, path = _cache_with_file(tiny_cache, tmp_path / "bad", edit(good))
+    with pytest.raises(CacheError, match=rf"^feature cache file {path}: {message}"):
+        cache.video(vid)
 
 
 def test_stage2_loss_on_cached_clips_matches_the_live_loss(trained_tiny, tiny_videos,

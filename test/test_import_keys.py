@@ -50,6 +50,37 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
     assert not (tmp_path / "out.pt").exists()
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_source_key(tmp_path, value):
+    key = "sem_seg_head.predictor.query_feat.weight"
+
+    def poison(t: dict) -> None:
+        t[key] = t[key].clone()
+        t[key][0, 3] = value
+
+    path = save_variant(tmp_path, "m2f_coco_r50.pkl", poison)
+    with pytest.raises(ImportCheckpointError,
+                       match=rf"variant\.pth: key '{key}' has 1 non-finite \(NaN/inf\) values"):
+        run_import(path, tmp_path)
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_bad_out_paths_are_refused_up_front_with_one_line(tmp_path, capsys):
+    source = str(FIXTURES / "m2f_coco_r50.pkl")
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    args = ["import", source, "--from", "mask2former", "--backbone", "r50", "--classes", "coco"]
+    assert main([*args, "--out", str(tmp_path / "missing" / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"spvis import: error: --out {str(tmp_path / 'missing' / 'x.pt')!r}: folder "
+                   f"{str(tmp_path / 'missing')!r} does not exist\n")
+    assert main([*args, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spvis import: error: --out {str(folder)!r} is a folder")
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt"]  # no *.tmp
+
+
 def test_missing_key_is_an_error_naming_it(tmp_path):
     path = save_variant(tmp_path, "m2f_coco_r50.pkl",
                         lambda t: t.pop("sem_seg_head.predictor.decoder_norm.weight"))
@@ -161,6 +192,18 @@ def test_unknown_options_are_refused(tmp_path):
         run_import(FIXTURES / "m2f_coco_r50.pkl", tmp_path, backbone="vit-l")
     with pytest.raises(ImportCheckpointError, match=r"input\.min_size = -5"):
         run_import(FIXTURES / "m2f_coco_r50.pkl", tmp_path, min_size=-5)
+    for nheads in (0, -1):  # 0 was a ZeroDivisionError in the shape reader
+        with pytest.raises(ImportCheckpointError, match=rf"--nheads {nheads}: must be an "
+                                                        "integer >= 1"):
+            run_import(FIXTURES / "m2f_coco_r50.pkl", tmp_path, nheads=nheads)
+
+
+def test_cli_nheads_zero_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["import", str(FIXTURES / "m2f_coco_r50.pkl"), "--from", "mask2former",
+                 "--backbone", "r50", "--classes", "coco", "--out", str(tmp_path / "o.pt"),
+                 "--nheads", "0"]) == 2
+    assert capsys.readouterr().err == ("spvis import: error: --nheads 0: must be an integer "
+                                       ">= 1 (published models use 8)\n")
 
 
 # --- clip-level video models ---------------------------------------------------------------------

@@ -409,6 +409,36 @@ def test_train_config_yaml(tmp_path):
     path.write_text("steps: 10\nwarmup_steps: 20\n")
     with pytest.raises(ConfigError, match="warmup_steps = 20"):
         load_train_config(path)
+    path.write_bytes(b"steps: 10\n\xff\xfe\n")  # was a UnicodeDecodeError traceback
+    with pytest.raises(ConfigError, match=rf"cannot read train config {path}: not UTF-8 text "
+                                          r"\(byte 0xff at offset 10\)"):
+        load_train_config(path)
+
+
+class _Payload:
+    """Unpickling this calls os.system(command)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_malicious_training_checkpoint_is_one_line_without_torchs_retry_advice(tmp_path):
+    from spvis_model.checkpoint import CheckpointError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "run" / "ckpt" / "last.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"format": _Payload(f"touch {marker}")}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_training_checkpoint(path)
+    text = str(err.value)
+    assert text.startswith(f"training checkpoint {path}: not readable (refused to load global "
+                           "posix.system"), text
+    assert "\n" not in text and "weights_only" not in text, text
+    assert not marker.exists()
 
 
 def test_amp_refused_on_cpu(tmp_path):
@@ -485,6 +515,22 @@ def test_cli_train(tiny_ytvis, tmp_path, capsys):
     resume = [a for a in args if a not in ("--model-config", str(tmp_path / "model.yaml"))]
     assert main([*resume, "--resume"]) == 0
     assert [r["step"] for r in read_log(out / "log.csv")] == [1, 2, 3, 4]
+
+
+def test_cli_missing_images_folder_is_refused_up_front(tiny_ytvis, tmp_path, capsys):
+    from spvis_model.cli import main
+
+    (tmp_path / "train.yaml").write_text("steps: 1\nwarmup_steps: 0\nnum_workers: 0\n"
+                                         "device: cpu\n")
+    missing = tmp_path / "no_such_frames"
+    code = main(["train", "--config", str(tmp_path / "train.yaml"), "--data", str(tiny_ytvis),
+                 "--images", str(missing), "--model-config", "tiny",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 1
+    assert capsys.readouterr().err == (f"spvis train: error: image directory {missing} does "
+                                       "not exist (give --images DIR: the folder the dataset's "
+                                       "file_names are relative to)\n")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_cli_without_data_module_names_it(tiny_ytvis, tmp_path, monkeypatch, capsys):

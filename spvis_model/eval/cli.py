@@ -62,6 +62,12 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--checkpoint and --data go together"
     if not 0.0 <= args.score_threshold <= 1.0:
         return f"--score-threshold must be in [0, 1], got {args.score_threshold}"
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            return f"--out {str(args.out)!r} is a file; give a folder (created if missing)"
+        above = next((p for p in args.out.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            return f"--out {str(args.out)!r}: {str(above)!r} is a file, not a folder"
     return None
 
 
@@ -106,4 +112,8 @@ def run_eval(args: argparse.Namespace) -> int:
             print(report.markdown_report(results, {}, None))
     except (ValueError, FileNotFoundError) as err:
         return _fail(str(err), code=1)
+    except BrokenPipeError:
+        raise  # stdout's reader went away: spvis_model.cli.main ends quietly
+    except OSError as err:  # writing --out failed (permissions, disk full)
+        return _fail(f"cannot write the outputs: {err}", code=1)
     return 0

@@ -147,6 +147,9 @@ def _load_json(source: str | Path, what: str) -> Any:
             return json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {err}") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{what} file {str(path)!r} is not UTF-8 text (byte "
+                             f"{err.object[err.start]:#04x} at offset {err.start})") from err
 
 
 def _int(value: object, where: str) -> int:
@@ -168,6 +171,16 @@ def _require(entry: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in entry:
         raise ValueError(f"{where}: missing field {key!r} (has {sorted(entry)})")
     return entry[key]
+
+
+def _ascii_counts(counts: str, where: str) -> bytes:
+    """Compressed counts as bytes; a non-ASCII character is refused (replacing it with '?',
+    itself a valid RLE character, would score a different mask)."""
+    try:
+        return counts.encode("ascii")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where}: malformed compressed RLE: counts string has a non-ASCII "
+                         f"character {counts[err.start]!r} at position {err.start}") from err
 
 
 class _Masks:
@@ -203,7 +216,7 @@ class _Masks:
                     seg["size"][0]) is int and type(seg["size"][1]) is int:
                 counts = seg.get("counts")
                 if type(counts) is str:
-                    comp.append(counts.encode("ascii", errors="replace"))
+                    comp.append(_ascii_counts(counts, f"{where}.segmentations[{t}]"))
                     comp_slots.append(slot)
                     comp_frames.append(t)
                     continue
@@ -258,6 +271,31 @@ class _Masks:
         return [(r, flat_areas[starts[k]:starts[k + 1]]) for k, r in enumerate(rles)]
 
 
+POLYGON_BOUND = 4
+"""Polygon coordinates must lie within +-POLYGON_BOUND x the frame's width (x) or height (y)."""
+
+
+def _check_polygon_coordinates(polygons: list[list[float]], height: int, width: int,
+                               where: str) -> None:
+    """Refuse non-finite coordinates and ones beyond +-POLYGON_BOUND x the frame size.
+
+    pycocotools rasterises polygons without checking them: NaN crashes the process and huge
+    values make it walk billions of pixels, so both are refused here, naming the polygon,
+    the coordinate and its value.
+    """
+    for k, polygon in enumerate(polygons):
+        for j, value in enumerate(polygon):
+            axis, size = ("x", width) if j % 2 == 0 else ("y", height)
+            limit = POLYGON_BOUND * size
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{where}: polygon {k} coordinate {j} ({axis}) must be finite, "
+                                 f"got {value!r}")
+            if not -limit <= value <= limit:
+                raise ValueError(f"{where}: polygon {k} coordinate {j} ({axis}) = {value!r} is "
+                                 f"outside [-{limit}, {limit}] ({POLYGON_BOUND} x the "
+                                 f"{height}x{width} frame's {'width' if j % 2 == 0 else 'height'})")
+
+
 def to_rle(seg: object, height: int, width: int, where: str, check_counts: bool = True
            ) -> RLE | None:
     """Normalise one frame's segmentation to a compressed RLE with bytes counts.
@@ -281,7 +319,7 @@ def to_rle(seg: object, height: int, width: int, where: str, check_counts: bool 
             raise ValueError(f"{where}.size must be [height, width] = [{height}, {width}] of the "
                              f"video, got {size!r}")
         if isinstance(counts, str):
-            counts = counts.encode("ascii", errors="replace")
+            counts = _ascii_counts(counts, where)
         if isinstance(counts, bytes):
             why = compressed_problem(counts, n_pixels) if check_counts else ""
             if why:
@@ -301,6 +339,7 @@ def to_rle(seg: object, height: int, width: int, where: str, check_counts: bool 
                                       for v in p) for p in seg):
             raise ValueError(f"{where}: polygons must be a non-empty list of [x0, y0, x1, y1, ...] "
                              "lists with an even number (>= 6) of numbers")
+        _check_polygon_coordinates(seg, height, width, where)
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
         return {"size": [height, width], "counts": rle["counts"]}
     raise ValueError(f"{where} must be an RLE dict, polygons or None, got {type(seg).__name__}")
@@ -450,7 +489,7 @@ def load_predictions(predictions: PredSource | list[Track], gt: GroundTruth) -> 
 def _load_predictions(predictions: PredSource, gt: GroundTruth) -> list[Track]:
     if isinstance(predictions, (str, Path)):
         predictions = _load_json(predictions, "predictions")
-    if isinstance(predictions, Mapping) or not isinstance(predictions, Sequence):
+    if isinstance(predictions, (Mapping, str, bytes)) or not isinstance(predictions, Sequence):
         raise ValueError("predictions must be a JSON list of {video_id, category_id, score, "
                          f"segmentations}}, got {type(predictions).__name__}")
     masks = _Masks()

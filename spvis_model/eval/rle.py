@@ -227,6 +227,9 @@ def uncompressed_problem(counts: object, n_pixels: int) -> str:
         return "uncompressed RLE counts must be integers"
     if counts and min(counts) < 0:
         return f"uncompressed RLE has a negative count {min(counts)}"
+    if counts and max(counts) > n_pixels:
+        return (f"uncompressed RLE has a run of {max(counts)} pixels, more than the frame's "
+                f"{n_pixels}")
     if sum(counts) != n_pixels:
         return f"uncompressed RLE counts cover {sum(counts)} pixels, size says {n_pixels}"
     return ""
@@ -272,6 +275,11 @@ def _check_uncompressed_chunk(counts: Sequence[list[int]], n_pixels: np.ndarray
                 break
         negative = small[runs[small] < 0]
         bad[np.searchsorted(offsets, negative, side="right") - 1] = True
+    # A run longer than its frame is malformed; refusing it before summing also keeps the
+    # int64 sums from wrapping (2 x (2**63 - 1) + 770 adds up to 768).
+    too_long = np.flatnonzero(runs > np.repeat(n_pixels, lengths))
+    if too_long.size:
+        bad[np.searchsorted(offsets, too_long, side="right") - 1] = True
     nonempty = np.flatnonzero(lengths > 0)
     sums = np.zeros(n, dtype=np.int64)
     areas = np.zeros(n, dtype=np.int64)
@@ -323,9 +331,10 @@ def _encode_chunk(runs: np.ndarray, offsets: np.ndarray) -> list[bytes]:
 
 def check_uncompressed(counts: Sequence[list[int]], n_pixels: np.ndarray | Sequence[int]
                        ) -> tuple[BulkCheck, list[bytes]]:
-    """Check N uncompressed counts lists (integers, not bools, none negative, summing to
-    n_pixels (N,)) and encode them as compressed counts strings (byte for byte what
-    pycocotools' frPyObjects makes). The strings are complete only when the check passes."""
+    """Check N uncompressed counts lists (integers, not bools, none negative or longer than
+    the frame, summing to n_pixels (N,)) and encode them as compressed counts strings (byte
+    for byte what pycocotools' frPyObjects makes). The strings are complete only when the
+    check passes."""
     n_pixels = np.asarray(n_pixels, dtype=np.int64)
     areas = np.zeros(len(counts), dtype=np.int64)
     strings: list[bytes] = []

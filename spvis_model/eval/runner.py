@@ -70,6 +70,11 @@ def run_model_on_dataset(checkpoint: Path, data: Path, mode: str = "online",
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     gt = load_ground_truth(data)
+    for video in gt.videos.values():  # scoring needs no file names, running the model does
+        if len(video.file_names) != video.length:
+            raise ValueError(f"{data}: video {video.id} has {len(video.file_names)} file_names "
+                             f"but length {video.length}; running a checkpoint needs one file "
+                             "name per frame")
     images = Path(images) if images is not None else Path(data).parent / "JPEGImages"
     if not images.is_dir():
         raise ValueError(f"image directory {images} does not exist (give --images DIR: the "

@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export; print what was written and verified. Exit 2 with one line on a refusal."""
+    """Export; print what was written and verified. Exit 2 with one line on a refusal, 1 with
+    one line when writing fails."""
     from spvis_model.checkpoint import CheckpointError
     from spvis_model.model import SPVIS
 
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     except (ExportError, CheckpointError) as exc:
         print(f"spvis export: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"spvis export: cannot write {str(args.onnx)!r}: {exc}", file=sys.stderr)
+        return 1
     side = result.sidecar
     h, w = network_size(model, options.size)
     shape = "dynamic (batch, 3, height, width)" if side.dynamic else f"(batch, 3, {h}, {w})"

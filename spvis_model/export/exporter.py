@@ -141,7 +141,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path,
     Raises:
         ExportError: an option cannot be honoured (unsupported opset or precision, a dynamic
             size the graph cannot take, the exporter failing on this model at this size, a
-            graph over 2 GiB, verification failing); nothing is left at `path`.
+            graph over 2 GiB, verification failing, `path` or its sidecar path a folder or
+            its folder missing); nothing is left at `path`.
+        OSError: writing failed (the temp file is removed).
     """
     import onnx
 
@@ -152,6 +154,10 @@ def export_onnx(model: torch.nn.Module, path: str | Path,
     if not path.parent.is_dir():
         raise ExportError(f"onnx path = {str(path)!r}: folder {str(path.parent)!r} does not "
                           "exist")
+    for target in (path, sidecar_path(path)):
+        if target.is_dir():
+            raise ExportError(f"onnx path = {str(path)!r}: {str(target)!r} is a folder; give "
+                              "a file path")
     hw = network_size(model, opts.size)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from spvis_model.checkpoint import non_finite_tensors
 from spvis_model.config import SIZED_BACKBONES, ConfigError, InputConfig, ModelConfig, preset
 from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
 
@@ -99,7 +100,9 @@ def import_checkpoint(source_file: str | Path, *, source: str, backbone: str,
 
     Raises:
         ImportCheckpointError: unknown option, unsafe or unreadable file, clip-level model,
-            unknown key, architecture or shape mismatch, class-count mismatch.
+            unknown key, architecture or shape mismatch, class-count mismatch, NaN/inf
+            weights, an `out` that is a folder or whose folder does not exist, or a failed
+            write (no temp file is left behind).
         UnsafeFileError: the file asks for a global other than arrays / plain containers.
     """
     if source not in SOURCES:
@@ -107,12 +110,18 @@ def import_checkpoint(source_file: str | Path, *, source: str, backbone: str,
     if backbone not in SIZED_BACKBONES:
         raise ImportCheckpointError(f"--backbone {backbone!r}: must be one of "
                                     f"{', '.join(SIZED_BACKBONES)}")
+    if isinstance(nheads, bool) or not isinstance(nheads, int) or nheads < 1:
+        raise ImportCheckpointError(f"--nheads {nheads!r}: must be an integer >= 1 (published "
+                                    f"models use {PUBLISHED_NHEADS})")
+    out = Path(out)
+    check_output_path(out)
     class_list = load_class_list(classes)
     src = read_source_file(source_file)
     where = src.path.name
     head = src.tensors.get("sem_seg_head.predictor.class_embed.weight")
     refuse_clip_level(src.path, source, int(head.shape[0]) - 1 if head is not None else -1)
     mapping = map_keys(src.tensors, source, where=where)
+    _refuse_non_finite(mapping.mapped, mapping.source_of, mapping.extra, where)
     arch = infer_architecture(src.tensors, backbone, where=where, nheads=nheads)
     if arch.num_classes != len(class_list.names):
         raise ImportCheckpointError(
@@ -166,10 +175,40 @@ def import_checkpoint(source_file: str | Path, *, source: str, backbone: str,
         "tracker": "untrained: safe initialisation (MinVIS-style association + mask IoU + "
                    "memory re-identification)",
     }
-    out = Path(out)
-    model.save(out, half=half, meta=meta)
+    try:
+        model.save(out, half=half, meta=meta)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a missing folder as RuntimeError
+        detail = str(exc).strip().splitlines()
+        raise ImportCheckpointError(f"--out {str(out)!r}: cannot write the checkpoint: "
+                                    f"{detail[0] if detail else type(exc).__name__}") from exc
     return ImportResult(out=out, config=cfg, loaded=len(mapping.mapped), dropped=dropped,
                         architecture=arch.summary, meta=meta)
+
+
+def check_output_path(out: Path) -> None:
+    """Refuse an output checkpoint path that cannot be written, before any work: its folder
+    must exist and it must not be a folder itself."""
+    if out.is_dir():
+        raise ImportCheckpointError(f"--out {str(out)!r} is a folder; give a file path, e.g. "
+                                    f"{str(out / 'model.pt')!r}")
+    if not out.parent.is_dir():
+        raise ImportCheckpointError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not "
+                                    "exist")
+
+
+def _refuse_non_finite(mapped: dict[str, torch.Tensor], source_of: dict[str, str],
+                       extra: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN / inf in any tensor the import uses, naming the source key: written into a
+    checkpoint, they would make a file that every other tool refuses."""
+    used = {source_of[key]: value for key, value in mapped.items()}
+    used.update(extra)
+    bad = non_finite_tensors(used)
+    if bad:
+        key, count, total = bad[0]
+        more = f" (and {len(bad) - 1} more keys)" if len(bad) > 1 else ""
+        raise ImportCheckpointError(f"{where}: key {key!r} has {count} non-finite (NaN/inf) "
+                                    f"values of {total}{more}; refusing weights that cannot "
+                                    "produce detections")
 
 
 def _read_stored_normalisation(inp: InputConfig, extra: dict[str, torch.Tensor],

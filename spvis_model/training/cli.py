@@ -100,10 +100,13 @@ def _model_config(args: argparse.Namespace, init: str | None) -> ModelConfig:
         source = Path(init)
     if source is None:
         return resolve_model_config("lite0")
-    try:
+    if args.resume:  # ckpt/last.pt is a training checkpoint: say what is wrong with it
         data = load_training_checkpoint(source)["model_config"]
-    except ValueError:
-        data = read_checkpoint(source)["config"]
+    else:
+        try:
+            data = load_training_checkpoint(source)["model_config"]
+        except ValueError:
+            data = read_checkpoint(source)["config"]
     return ModelConfig.from_dict(data)
 
 
@@ -146,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. device: cuda on a machine without one
         return _fail(f"train config {args.config}: {exc}")
 
+    images = args.images if args.images is not None else args.data.parent / "JPEGImages"
+    cache_ready = args.feature_cache is not None and (args.feature_cache / "meta.json").exists()
+    if not cache_ready and not images.is_dir():  # else the DataLoader's workers find out
+        return _fail(f"image directory {images} does not exist (give --images DIR: the folder "
+                     "the dataset's file_names are relative to)", code=1)
     try:
         videos = YTVISDataset(args.data, args.images)
     except (ValueError, OSError) as exc:

@@ -236,7 +236,10 @@ def load_train_config(path: str | Path) -> TrainConfig:
     """Read a YAML train config (safe loader: no code runs)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read train config {path}: not UTF-8 text (byte "
+                          f"{exc.object[exc.start]:#04x} at offset {exc.start})") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read train config {path}: {exc}") from exc
     if data is None:

@@ -47,7 +47,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from spvis_model.checkpoint import CheckpointError, read_checkpoint, verify_weights
+from spvis_model.checkpoint import (
+    CheckpointError,
+    describe_load_error,
+    read_checkpoint,
+    verify_weights,
+)
 from spvis_model.config import ConfigError, ModelConfig, load_config, preset, save_config
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
@@ -129,7 +134,7 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for corrupt / unsafe files
         raise CheckpointError(f"training checkpoint {path}: not readable "
-                              f"({type(exc).__name__}: {exc})") from exc
+                              f"({describe_load_error(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"training checkpoint {path}: key 'format' = {got!r}, expected "
