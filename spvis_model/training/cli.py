@@ -125,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
     config or checkpoint."""
     from spvis_model.checkpoint import CheckpointError
     from spvis_model.training.config import load_train_config
-    from spvis_model.training.tasks import TaskUnavailableError
-    from spvis_model.training.trainer import train
 
     try:
         cfg = load_train_config(args.config)
@@ -158,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
         videos = YTVISDataset(args.data, args.images)
     except (ValueError, OSError) as exc:
         return _fail(f"--data {args.data}: {exc}", code=1)
+    if not cache_ready:
+        missing = _missing_frames(videos, videos.image_root)
+        if missing is not None:
+            return _fail(f"--data {args.data}: {missing} (--images {videos.image_root})",
+                         code=1)
     if args.feature_cache is not None:
         return _train_on_cache(args, cfg, model_cfg, videos)
     try:
@@ -181,11 +184,67 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--data {args.data}: {exc}", code=1)
 
     progress = not args.no_progress and sys.stderr.isatty()
+    return _run_train(args, model_cfg, cfg, dataset, progress)
+
+
+def _missing_frames(videos: Any, images: Path) -> str | None:
+    """None when every frame file of the data set exists under `images`, else one line naming
+    how many are missing and the first (checked before training: a missing frame would
+    otherwise stop the run at the step that first samples it, hours in)."""
+    missing, first = 0, None
+    for video in videos.videos:
+        for t, name in enumerate(video.file_names):
+            path = images / name
+            if not path.is_file():
+                missing += 1
+                if first is None:
+                    first = f"video {video.id} ({video.name}) frame {t}: {path}"
+    if not missing:
+        return None
+    total = sum(len(v.file_names) for v in videos.videos)
+    return f"{missing} of {total} frame files do not exist, e.g. {first}"
+
+
+class _TerminatedError(Exception):
+    """SIGTERM turned into an exception, so the run ends with one line like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _TerminatedError()
+
+
+def _run_train(args: argparse.Namespace, model_cfg: ModelConfig, cfg: Any, dataset: Any,
+               progress: bool, extra_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Call `train` and turn its user-facing errors into one line and an exit code: 1 for a
+    run the data or the numbers stopped (TrainingError), 2 for config / checkpoint / out-dir
+    problems, 130 / 143 for Ctrl-C / SIGTERM (naming the checkpoint to resume from)."""
+    import signal
+    import threading
+
+    from spvis_model.checkpoint import CheckpointError
+    from spvis_model.training.tasks import TaskUnavailableError
+    from spvis_model.training.trainer import TrainingError, checkpoint_dir, train
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         train(model_cfg, cfg, dataset, args.out, resume=args.resume, progress=progress)
     except (ConfigError, CheckpointError, TaskUnavailableError, FileExistsError,
-            FileNotFoundError) as exc:
+            FileNotFoundError, *extra_errors) as exc:
         return _fail(str(exc))
+    except TrainingError as exc:
+        return _fail(str(exc), code=1)
+    except (KeyboardInterrupt, _TerminatedError) as exc:
+        what, code = ("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else \
+            ("terminated (SIGTERM)", 143)
+        last = checkpoint_dir(args.out) / "last.pt"
+        where = (f"continue from its last checkpoint ({last}) with --resume" if last.is_file()
+                 else "no checkpoint was written yet")
+        return _fail(f"{what}; {where}", code=code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -197,8 +256,7 @@ def _train_on_cache(args: argparse.Namespace, cfg: Any, model_cfg: ModelConfig,
     from spvis_model.feature_cache import CacheError, FeatureCache, build_cache
     from spvis_model.model import SPVIS
     from spvis_model.training.cached_clips import CachedClipDataset
-    from spvis_model.training.tasks import TaskUnavailableError
-    from spvis_model.training.trainer import load_init_weights, train
+    from spvis_model.training.trainer import load_init_weights
 
     if cfg.stage != 2:
         return _fail(f"--feature-cache is for stage 2 (the segmenter is frozen there); the "
@@ -230,9 +288,4 @@ def _train_on_cache(args: argparse.Namespace, cfg: Any, model_cfg: ModelConfig,
         return _fail(str(exc))
     except ValueError as exc:
         return _fail(f"--data {args.data}: {exc}", code=1)
-    try:
-        train(model_cfg, cfg, dataset, args.out, resume=args.resume, progress=progress)
-    except (ConfigError, CheckpointError, CacheError, TaskUnavailableError, FileExistsError,
-            FileNotFoundError) as exc:
-        return _fail(str(exc))
-    return 0
+    return _run_train(args, model_cfg, cfg, dataset, progress, extra_errors=(CacheError,))

@@ -218,6 +218,40 @@ def _seed_everything(seed: int, rank: int) -> None:
     random.seed(s)
 
 
+def _step_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """ckpt_dir's step_<N>.pt files, oldest (smallest N) first. Sorted by N, not by name: past
+    step 999999 the name has seven digits and would sort before the six-digit ones."""
+    found = []
+    for p in ckpt_dir.glob("step_*.pt"):
+        digits = p.stem[len("step_"):]
+        if digits.isdigit():
+            found.append((int(digits), p))
+    return [p for _, p in sorted(found)]
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (a DataLoader worker's error carries
+    the worker's whole traceback in its message; its last line is the original error)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _prepare_out_dir(out_dir: Path, ckpt_dir: Path, probe: bool) -> None:
+    """Create out_dir/ckpt and (with `probe`, on the rank that writes) check that a file can be
+    written there, so a read-only or misnamed --out fails before training, not at the first
+    checkpoint. ConfigError naming the folder otherwise."""
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if probe:
+            test = ckpt_dir / f".write_test.{os.getpid()}"
+            test.write_bytes(b"")
+            test.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"out_dir {out_dir}: cannot write training outputs there ({reason}: "
+                          f"{exc.filename or ckpt_dir})") from exc
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -267,7 +301,7 @@ class _Trainer:
         elif last.is_file():
             raise FileExistsError(f"out_dir {out_dir} already holds a run ({last}); resume it "
                                   "(resume=True / --resume) or choose another out_dir")
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_out_dir(self.out_dir, self.ckpt_dir, probe=info.is_main)
 
         self.task = build_task(cfg.stage, cfg.task_options)  # fails fast when unavailable
 
@@ -485,7 +519,11 @@ class _Trainer:
         try:
             while self.step < end:
                 t0 = time.perf_counter()
-                epoch, clips = next(data)
+                try:
+                    epoch, clips = next(data)
+                except (ValueError, OSError) as exc:  # a frame file missing, undecodable, ...
+                    raise TrainingError(f"step {self.step + 1}: the data set could not give a "
+                                        f"batch: {_last_line(exc)}") from exc
                 self._check_clips(clips)
                 t_data = time.perf_counter() - t0
                 logs = self._train_step(clips)
@@ -622,7 +660,7 @@ class _Trainer:
         shutil.copyfile(path, tmp)
         os.replace(tmp, self.ckpt_dir / "last.pt")
         if self.cfg.keep_checkpoints > 0:
-            old = sorted(self.ckpt_dir.glob("step_*.pt"))[:-self.cfg.keep_checkpoints]
+            old = _step_checkpoints(self.ckpt_dir)[:-self.cfg.keep_checkpoints]
             for p in old:
                 p.unlink()
         if self.log is not None and self.log.rows:
