@@ -461,11 +461,13 @@ def test_stage2_without_tracker_task_fails_clearly(tmp_path, monkeypatch):
         run_toy(tmp_path, stage=2)
 
 
-def test_stage2_from_stage1_model(stage1_run, tmp_path):
+def test_stage2_from_stage1_model(stage1_run, tmp_path, capsys):
     pytest.importorskip("spvis_model.training.tracker_task")
     _, stage1 = stage1_run
     final = run_toy(tmp_path, stage=2, steps=2, clip_len=3, init=str(stage1), task_options={},
                     dataset=ToyClips(clip_len=3))
+    assert "no tracker output was supervised" not in capsys.readouterr().err
+    assert all(r["supervised"] > 0 for r in read_log(tmp_path / "log.csv"))
     before, after = state_dict(stage1), state_dict(final)
     seg = [k for k in before if k.startswith("segmenter.")]
     assert all(torch.equal(before[k], after[k]) for k in seg)  # frozen
@@ -473,6 +475,21 @@ def test_stage2_from_stage1_model(stage1_run, tmp_path):
     with pytest.raises(ConfigError, match="freeze_segmenter"):
         run_toy(tmp_path / "unfrozen", stage=2, steps=2, clip_len=3, init=str(stage1),
                 task_options={}, freeze_segmenter=False)
+
+
+def test_stage2_that_supervises_nothing_says_so(stage1_run, tmp_path, capsys):
+    """A segmenter that gives the tracker no candidate (here detect_score 1.0) makes stage 2
+    steps of loss 0 that learn nothing: the log row says supervised 0 and a warning says why."""
+    pytest.importorskip("spvis_model.training.tracker_task")
+    _, stage1 = stage1_run
+    model_cfg = toy_model_config()
+    model_cfg.tracker.detect_score = 1.0
+    train(model_cfg, toy_train_config(stage=2, steps=2, clip_len=3, init=str(stage1),
+                                      task_options={}),
+          ToyClips(clip_len=3), tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert "spvis train: warning: step 1: no tracker output was supervised" in err
+    assert all(r["supervised"] == 0 for r in read_log(tmp_path / "log.csv"))
 
 
 # --- the CLI -------------------------------------------------------------------------------------

@@ -134,6 +134,10 @@ class TrackerTask:
         if not isinstance(total, torch.Tensor):  # nothing to supervise in these clips
             total = sum(p.sum() * 0 for p in model.tracker.parameters())
         logs = {f"loss_{k}": float(v.detach()) / count for k, v in totals.items()}
+        # 1 when some tracker output was supervised in this step's clips: a frozen segmenter
+        # that detects nothing of the data gives steps of loss 0 that train nothing, and the
+        # trainer says so (`Trainer._log_row`).
+        logs["supervised"] = 1.0 if totals else 0.0
         return total, logs
 
     # ------------------------------------------------------------------------------------------

@@ -621,6 +621,12 @@ class _Trainer:
         self.window = _Window()
         if not self.info.is_main or self.log is None:
             return {}
+        if means.get("supervised") == 0.0:
+            print(f"spvis train: warning: step {self.step}: no tracker output was supervised "
+                  "in the steps since the last log row (loss 0: nothing is learned); the "
+                  "frozen segmenter finds none of the training objects at the tracker's "
+                  "detect_score / new_track_score, so train stage 1 (or use a better --init) "
+                  "first", file=sys.stderr, flush=True)
         row = {"step": float(self.step), "epoch": float(epoch),
                "lr": self.cfg.lr * self.cfg.lr_factor(self.step - 1), **means}
         self.log.append(row)
