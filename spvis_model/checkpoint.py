@@ -16,7 +16,6 @@ corrupt file raises `CheckpointError` saying which key or field, and which shape
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
 import warnings
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from spvis_model.atomic import atomic_write
 from spvis_model.config import ConfigError, ModelConfig
 from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
 
@@ -138,9 +138,9 @@ def verify_weights(path: str | Path, payload: Mapping[str, Any]) -> None:
 
 def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
                     meta: dict[str, Any] | None = None) -> None:
-    """Write `model` to `path` atomically (temp file + rename; the temp file is removed when
-    either fails, and the error, an OSError or torch's RuntimeError, propagates). `half`
-    stores floating-point weights as float16 (they are cast back to float32 on load)."""
+    """Write `model` to `path` atomically (`spvis_model.atomic.atomic_write`: nothing is left
+    behind when the write fails, and the OSError propagates). `half` stores floating-point
+    weights as float16 (they are cast back to float32 on load)."""
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
              for k, v in model.state_dict().items()}
     payload = {
@@ -152,14 +152,7 @@ def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
         CHECKSUM_KEY: weights_checksum(state),
         "meta": dict(meta or {}),
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write (or rename onto a folder) leaves nothing
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

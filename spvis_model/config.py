@@ -345,6 +345,11 @@ def preset(name: str) -> ModelConfig:
     return cfg.validate()
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """One line for a file that is not UTF-8 text: the first bad byte and its offset."""
+    return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+
+
 def load_config(path: str | Path) -> ModelConfig:
     """Read a YAML config (safe loader: no code runs). A mapping with `preset: NAME` starts
     from that preset and overrides the fields given."""
@@ -352,8 +357,7 @@ def load_config(path: str | Path) -> ModelConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read config {path}: not UTF-8 text (byte "
-                          f"{exc.object[exc.start]:#04x} at offset {exc.start})") from exc
+        raise ConfigError(f"cannot read config {path}: {not_utf8(exc)}") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(data, dict):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from spvis_model.config import not_utf8
 from spvis_model.eval.rle import (
     check_compressed,
     check_uncompressed,
@@ -148,8 +149,7 @@ def _load_json(source: str | Path, what: str) -> Any:
         except json.JSONDecodeError as err:
             raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {err}") from err
         except UnicodeDecodeError as err:
-            raise ValueError(f"{what} file {str(path)!r} is not UTF-8 text (byte "
-                             f"{err.object[err.start]:#04x} at offset {err.start})") from err
+            raise ValueError(f"{what} file {str(path)!r} is {not_utf8(err)}") from err
 
 
 def _int(value: object, where: str) -> int:
@@ -285,7 +285,7 @@ def _check_polygon_coordinates(polygons: list[list[float]], height: int, width: 
     """
     for k, polygon in enumerate(polygons):
         for j, value in enumerate(polygon):
-            axis, size = ("x", width) if j % 2 == 0 else ("y", height)
+            axis, size, side = ("x", width, "width") if j % 2 == 0 else ("y", height, "height")
             limit = POLYGON_BOUND * size
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{where}: polygon {k} coordinate {j} ({axis}) must be finite, "
@@ -293,7 +293,7 @@ def _check_polygon_coordinates(polygons: list[list[float]], height: int, width: 
             if not -limit <= value <= limit:
                 raise ValueError(f"{where}: polygon {k} coordinate {j} ({axis}) = {value!r} is "
                                  f"outside [-{limit}, {limit}] ({POLYGON_BOUND} x the "
-                                 f"{height}x{width} frame's {'width' if j % 2 == 0 else 'height'})")
+                                 f"{height}x{width} frame's {side})")
 
 
 def to_rle(seg: object, height: int, width: int, where: str, check_counts: bool = True

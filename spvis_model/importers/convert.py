@@ -177,10 +177,9 @@ def import_checkpoint(source_file: str | Path, *, source: str, backbone: str,
     }
     try:
         model.save(out, half=half, meta=meta)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a missing folder as RuntimeError
-        detail = str(exc).strip().splitlines()
+    except OSError as exc:  # the folder went away, the disk is full, ...
         raise ImportCheckpointError(f"--out {str(out)!r}: cannot write the checkpoint: "
-                                    f"{detail[0] if detail else type(exc).__name__}") from exc
+                                    f"{exc.strerror or exc}") from exc
     return ImportResult(out=out, config=cfg, loaded=len(mapping.mapped), dropped=dropped,
                         architecture=arch.summary, meta=meta)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from spvis_model.config import ConfigError
+from spvis_model.config import ConfigError, not_utf8
 
 SCHEDULES = ("cosine", "step")
 AMP_DTYPES = ("bfloat16", "float16")
@@ -238,8 +238,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read train config {path}: not UTF-8 text (byte "
-                          f"{exc.object[exc.start]:#04x} at offset {exc.start})") from exc
+        raise ConfigError(f"cannot read train config {path}: {not_utf8(exc)}") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read train config {path}: {exc}") from exc
     if data is None:

@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from spvis_model.atomic import atomic_write
 from spvis_model.checkpoint import (
     CheckpointError,
     describe_load_error,
@@ -250,12 +251,6 @@ def _prepare_out_dir(out_dir: Path, ckpt_dir: Path, probe: bool) -> None:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"out_dir {out_dir}: cannot write training outputs there ({reason}: "
                           f"{exc.filename or ckpt_dir})") from exc
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -661,7 +656,7 @@ class _Trainer:
             "model_config": self.model.cfg.to_dict(),
         }
         path = self.ckpt_dir / f"step_{self.step:06d}.pt"
-        _save_atomic(payload, path)
+        atomic_write(path, lambda f: torch.save(payload, f))
         tmp = self.ckpt_dir / "last.pt.tmp"
         shutil.copyfile(path, tmp)
         os.replace(tmp, self.ckpt_dir / "last.pt")

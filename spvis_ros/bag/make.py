@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from spvis_model.atomic import atomic_write
 from spvis_ros.bag.base import BagError
 from spvis_ros.bag.writer import BagWriter, image_cdr
 from spvis_ros.transports import DEFAULT_BASE_TOPIC, TRANSPORTS
@@ -207,12 +208,10 @@ def write_image_bag(out: str | Path, videos: Iterable[SourceVideo], *, storage: 
                          "start_ns": int(start_ns), "video_gap_s": video_gap_s,
                          **(info or {})},
                 "videos": gt_videos, "annotations": annotations, "categories": categories}
-        partial = sidecar.with_name(f".{sidecar.name}.partial")
+        text = (json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8")
         try:
-            partial.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
-            partial.replace(sidecar)
+            atomic_write(sidecar, lambda f: f.write(text))
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise BagError(f"{sidecar}: cannot write the ground-truth sidecar: "
                            f"{exc.strerror or exc}") from exc
     return MakeSummary(out, sidecar, topic, msgtype, n_videos, count, first or 0, last or 0)
