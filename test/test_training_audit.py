@@ -103,7 +103,7 @@ def test_an_out_dir_that_cannot_be_written_is_one_line_and_exit_2(ytvis, tmp_pat
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"out_dir {out}: cannot write training outputs there" in err
+    assert f"--out (out_dir) {out}: cannot write training outputs there" in err
 
 
 def test_train_refuses_an_unwritable_out_dir_before_training(tmp_path, monkeypatch):

@@ -249,8 +249,8 @@ def _prepare_out_dir(out_dir: Path, ckpt_dir: Path, probe: bool) -> None:
             test.unlink()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"out_dir {out_dir}: cannot write training outputs there ({reason}: "
-                          f"{exc.filename or ckpt_dir})") from exc
+        raise ConfigError(f"--out (out_dir) {out_dir}: cannot write training outputs there "
+                          f"({reason}: {exc.filename or ckpt_dir})") from exc
 
 
 # --- the loop ------------------------------------------------------------------------------------
