@@ -149,7 +149,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import yaml
     from select_checkpoint import model_from_training_payload
 
-    from spvis_model.training.trainer import load_training_checkpoint
+    from spvis_model.training.checkpoints import load_training_checkpoint
 
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

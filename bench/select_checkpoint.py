@@ -35,7 +35,7 @@ from spvis_model.ablation import make_variant, published_per_frame, run_variants
 from spvis_model.config import ModelConfig, load_config
 from spvis_model.model import SPVIS
 from spvis_model.state_dict import load_state_dict_exact
-from spvis_model.training.trainer import load_training_checkpoint
+from spvis_model.training.checkpoints import load_training_checkpoint
 
 
 def model_from_training_checkpoint(path: Path, config: ModelConfig | None = None) -> SPVIS:

@@ -27,9 +27,10 @@ from torch.utils.data import Dataset
 from spvis_model.config import ConfigError, preset
 from spvis_model.model import SPVIS
 from spvis_model.training.budget import fit_to_budget
+from spvis_model.training.checkpoints import load_training_checkpoint
 from spvis_model.training.config import TrainConfig, load_train_config
 from spvis_model.training.train_log import read_log
-from spvis_model.training.trainer import load_training_checkpoint, train
+from spvis_model.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DIR = Path(__file__).resolve().parent
@@ -230,7 +231,8 @@ def test_run_with_a_time_budget_fixes_its_length_and_records_it(tmp_path):
     assert payload["train_config"]["time_budget_s"] is None
     assert SPVIS.from_checkpoint(final).cfg.input.max_size == 64
     ckpts = sorted(p.name for p in (tmp_path / "b" / "ckpt").glob("step_*.pt"))
-    # four whatever the speed (a handful of steps gives three), the last at the final step
+    # four whatever the speed (a handful of steps gives three), the last at the final step; an
+    # interval shorter than the probe's 8 steps gets its first one at step 8
     assert len(ckpts) == math.ceil(steps / saved["checkpoint_every"]) in (3, 4), ckpts
     assert ckpts[-1] == f"step_{steps:06d}.pt"
     loop = sum(r["time_per_step"] for r in rows)
@@ -325,7 +327,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert not seen0 & seen1 and seen0 | seen1 == set(range(8))
     # gradients synchronised: bit-identical parameters on both ranks, equal to model.pt's
     assert results[0]["digest"] == results[1]["digest"]
-    from spvis_model.training.trainer import params_digest
+    from spvis_model.training.checkpoints import params_digest
 
     final = SPVIS.from_checkpoint(out / "model.pt")
     assert params_digest(final) == results[0]["digest"]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from spvis_model.config import ConfigError
-from spvis_model.training.trainer import _step_checkpoints
+from spvis_model.training.checkpoints import step_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_YAML = ("steps: {steps}\nbatch_size: 2\nclip_len: 2\nlr: 1e-3\nwarmup_steps: 1\n"
@@ -164,7 +164,31 @@ def test_checkpoint_rotation_orders_by_step_not_by_name(tmp_path):
     for step in (999998, 999999, 1000000, 1000001):
         (tmp_path / f"step_{step:06d}.pt").write_bytes(b"")
     (tmp_path / "step_x.pt").write_bytes(b"")  # not a step checkpoint: left alone
-    names = [p.name for p in _step_checkpoints(tmp_path)]
+    names = [p.name for p in step_checkpoints(tmp_path)]
     assert names == ["step_999998.pt", "step_999999.pt", "step_1000000.pt", "step_1000001.pt"]
     # keep_checkpoints: 2 deletes the two oldest, i.e. [:-2] of this order
     assert names[:-2] == ["step_999998.pt", "step_999999.pt"]
+
+
+def test_a_budget_interval_shorter_than_the_probe_still_checkpoints_inside_it(ytvis, tmp_path,
+                                                                              monkeypatch):
+    """A short time budget can fix `checkpoint_every` below the probe's step count: the
+    checkpoints the new interval puts inside the probe steps used to be skipped (found as a
+    flaky three-instead-of-four in test_training). One is written where the probe ends."""
+    from spvis_model.cli import main
+    from spvis_model.training import budget as B
+    from spvis_model.training import trainer as T
+
+    def fixed(cfg, step, step_times, elapsed):
+        assert step == 4
+        config = dataclasses.replace(cfg, steps=8, checkpoint_every=3, time_budget_s=None)
+        return B.BudgetDecision(config.validate(), 0.1, cfg.steps, True)
+
+    monkeypatch.setattr(T, "fit_to_budget", fixed)
+    config = _config(tmp_path, steps=1000, every=500)
+    config.write_text(config.read_text() + "budget_probe_steps: 4\n")
+    out = tmp_path / "run"
+    assert main(_args(config, ytvis, out, "--time-budget", "60")) == 0
+    names = [p.name for p in step_checkpoints(out / "ckpt")]
+    # 3 fell inside the probe (steps 1-4): written at 4; then 6 and the final step 8
+    assert names == ["step_000004.pt", "step_000006.pt", "step_000008.pt"]

@@ -85,11 +85,8 @@ def _import_data() -> tuple[Any, Any, Any, Any]:
 
 def _model_config(args: argparse.Namespace, init: str | None) -> ModelConfig:
     from spvis_model.checkpoint import read_checkpoint
-    from spvis_model.training.trainer import (
-        checkpoint_dir,
-        load_training_checkpoint,
-        resolve_model_config,
-    )
+    from spvis_model.training.checkpoints import checkpoint_dir, load_training_checkpoint
+    from spvis_model.training.trainer import resolve_model_config
 
     if args.model_config:
         return resolve_model_config(args.model_config)
@@ -222,8 +219,9 @@ def _run_train(args: argparse.Namespace, model_cfg: ModelConfig, cfg: Any, datas
     import threading
 
     from spvis_model.checkpoint import CheckpointError
+    from spvis_model.training.checkpoints import checkpoint_dir
     from spvis_model.training.tasks import TaskUnavailableError
-    from spvis_model.training.trainer import TrainingError, checkpoint_dir, train
+    from spvis_model.training.trainer import TrainingError, train
 
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -256,7 +254,7 @@ def _train_on_cache(args: argparse.Namespace, cfg: Any, model_cfg: ModelConfig,
     from spvis_model.feature_cache import CacheError, FeatureCache, build_cache
     from spvis_model.model import SPVIS
     from spvis_model.training.cached_clips import CachedClipDataset
-    from spvis_model.training.trainer import load_init_weights
+    from spvis_model.training.checkpoints import load_init_weights
 
     if cfg.stage != 2:
         return _fail(f"--feature-cache is for stage 2 (the segmenter is frozen there); the "

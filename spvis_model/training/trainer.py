@@ -30,10 +30,8 @@ loss), one process or many:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -41,30 +39,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from spvis_model.atomic import atomic_write
-from spvis_model.checkpoint import (
-    CheckpointError,
-    describe_load_error,
-    read_checkpoint,
-    verify_weights,
-)
+from spvis_model.checkpoint import CheckpointError
 from spvis_model.config import ConfigError, ModelConfig, load_config, preset, save_config
 from spvis_model.model import SPVIS
-from spvis_model.state_dict import StateDictMismatchError, load_state_dict_exact
+from spvis_model.state_dict import load_state_dict_exact
 from spvis_model.training import distributed as D
 from spvis_model.training.budget import fit_to_budget
+from spvis_model.training.checkpoints import (
+    TRAIN_FORMAT,
+    TRAIN_FORMAT_VERSION,
+    checkpoint_dir,
+    load_init_weights,
+    load_training_checkpoint,
+    params_digest,
+    step_checkpoints,
+)
 from spvis_model.training.config import TrainConfig, save_train_config
+from spvis_model.training.rng import rng_state, seed_everything, set_rng_state
 from spvis_model.training.tasks import Task, build_task
 from spvis_model.training.train_log import CsvLog, plot_losses
 
-TRAIN_FORMAT = "spvis-train-state"
-TRAIN_FORMAT_VERSION = 1
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -118,116 +118,6 @@ def resolve_model_config(model_config: ModelConfig | str) -> ModelConfig:
         return load_config(text) if text.endswith((".yaml", ".yml")) else preset(text)
     raise TypeError(f"model_config must be a ModelConfig, a preset name or a YAML path, got "
                     f"{type(model_config).__name__}")
-
-
-# --- checkpoints ---------------------------------------------------------------------------------
-
-def checkpoint_dir(out_dir: Path) -> Path:
-    return Path(out_dir) / "ckpt"
-
-
-def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint (weights_only=True) and check its outer structure."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"training checkpoint {path}: no such file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for corrupt / unsafe files
-        raise CheckpointError(f"training checkpoint {path}: not readable "
-                              f"({describe_load_error(exc)})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"training checkpoint {path}: key 'format' = {got!r}, expected "
-                              f"{TRAIN_FORMAT!r}")
-    if payload.get("format_version") != TRAIN_FORMAT_VERSION:
-        raise CheckpointError(f"training checkpoint {path}: key 'format_version' = "
-                              f"{payload.get('format_version')!r}, this spvis reads "
-                              f"{TRAIN_FORMAT_VERSION}")
-    for key in ("model", "optimizer", "scheduler", "scaler", "step", "epoch", "rank_states",
-                "train_config", "model_config", "world_size"):
-        if key not in payload:
-            raise CheckpointError(f"training checkpoint {path}: missing key {key!r}")
-    return payload
-
-
-def load_init_weights(model: SPVIS, path: str | Path) -> None:
-    """Fill `model` from an spvis model checkpoint or a training checkpoint (weights only;
-    every key and shape must match, and the class names must agree)."""
-    path = Path(path)
-    try:
-        payload = load_training_checkpoint(path)
-        state, cfg_dict = payload["model"], payload["model_config"]
-    except CheckpointError:
-        payload = read_checkpoint(path)  # raises CheckpointError naming the problem
-        verify_weights(path, payload)  # checksum and finite values, as loading a model does
-        state, cfg_dict = payload["state_dict"], payload["config"]
-    names = cfg_dict.get("class_names") if isinstance(cfg_dict, dict) else None
-    if names != model.cfg.class_names:
-        raise CheckpointError(f"init checkpoint {path}: class_names {names} differ from the "
-                              f"model config's {model.cfg.class_names}")
-    own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v
-             for k, v in state.items()}
-    try:
-        load_state_dict_exact(model, state, source=str(path))
-    except StateDictMismatchError as exc:
-        raise CheckpointError(str(exc)) from exc
-
-
-def params_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter's name and bytes: equal on every rank of a DDP run whose
-    gradients are synchronised (buffers such as BatchNorm statistics are left out: each rank
-    updates them from its own batch)."""
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """This process's RNG states as tensors and primitives (weights_only-loadable)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": int(py_state[0]), "state": torch.tensor(py_state[1],
-                                                                      dtype=torch.int64),
-                   "gauss_next": py_state[2]},
-    }
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
-
-
-def _seed_everything(seed: int, rank: int) -> None:
-    s = D.derive_seed(seed, rank, 0x7A1)
-    torch.manual_seed(s)
-    np.random.seed(s % 2**32)
-    random.seed(s)
-
-
-def _step_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """ckpt_dir's step_<N>.pt files, oldest (smallest N) first. Sorted by N, not by name: past
-    step 999999 the name has seven digits and would sort before the six-digit ones."""
-    found = []
-    for p in ckpt_dir.glob("step_*.pt"):
-        digits = p.stem[len("step_"):]
-        if digits.isdigit():
-            found.append((int(digits), p))
-    return [p for _, p in sorted(found)]
 
 
 def _last_line(exc: BaseException) -> str:
@@ -368,7 +258,7 @@ class _Trainer:
         if payload is not None:
             self._restore_rank_state(payload)
         else:
-            _seed_everything(cfg.seed, info.rank)
+            seed_everything(cfg.seed, info.rank)
 
     # --- set-up helpers --------------------------------------------------------------------------
     def _check_amp(self) -> None:
@@ -460,7 +350,7 @@ class _Trainer:
     # --- rank state (RNG, task, log window) ------------------------------------------------------
     def _rank_state(self) -> dict[str, Any]:
         state_fn = getattr(self.task, "state_dict", None)
-        return {"rng": _rng_state(self.device),
+        return {"rng": rng_state(self.device),
                 "task": state_fn() if callable(state_fn) else None,
                 "window": self.window.to_dict()}
 
@@ -472,9 +362,9 @@ class _Trainer:
             if mine.get("task") is not None and callable(load_fn):
                 load_fn(mine["task"])
             self.window = _Window.from_dict(mine["window"])
-            _set_rng_state(mine["rng"], self.device)
+            set_rng_state(mine["rng"], self.device)
         else:  # another world size: fresh streams for this rank, derived from the step
-            _seed_everything(D.derive_seed(self.cfg.seed, self.step), self.info.rank)
+            seed_everything(D.derive_seed(self.cfg.seed, self.step), self.info.rank)
 
     # --- the loop --------------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[int, list[Any]]]:
@@ -511,6 +401,7 @@ class _Trainer:
         data = self._batches()
         epoch = self.step // len(self.sampler)
         first_step, loop_start, step_times = self.step, time.perf_counter(), []
+        catch_up = False
         try:
             while self.step < end:
                 t0 = time.perf_counter()
@@ -530,6 +421,10 @@ class _Trainer:
                     self._fit_to_budget(step_times, time.perf_counter() - loop_start)
                     cfg = self.cfg
                     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+                    # A checkpoint the fixed interval puts inside the probe steps (a short
+                    # budget) is written now instead of never.
+                    every = cfg.checkpoint_every
+                    catch_up = self.step // every > first_step // every
                     if bar is not None:
                         bar.total = cfg.steps
                         bar.refresh()
@@ -543,8 +438,9 @@ class _Trainer:
                               flush=True)
                 if bar is not None:
                     bar.update(1)
-                if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                if self.step % cfg.checkpoint_every == 0 or self.step == end or catch_up:
                     self._checkpoint(epoch)
+                    catch_up = False
         finally:
             data.close()
             if bar is not None:
@@ -661,7 +557,7 @@ class _Trainer:
         shutil.copyfile(path, tmp)
         os.replace(tmp, self.ckpt_dir / "last.pt")
         if self.cfg.keep_checkpoints > 0:
-            old = _step_checkpoints(self.ckpt_dir)[:-self.cfg.keep_checkpoints]
+            old = step_checkpoints(self.ckpt_dir)[:-self.cfg.keep_checkpoints]
             for p in old:
                 p.unlink()
         if self.log is not None and self.log.rows:
