@@ -140,7 +140,23 @@ def save_checkpoint(model: SPVIS, path: str | Path, *, half: bool = False,
                     meta: dict[str, Any] | None = None) -> None:
     """Write `model` to `path` atomically (`spvis_model.atomic.atomic_write`: nothing is left
     behind when the write fails, and the OSError propagates). `half` stores floating-point
-    weights as float16 (they are cast back to float32 on load)."""
+    weights as float16 (they are cast back to float32 on load).
+
+    Checked first, before anything is written: `model.cfg` is valid again (it is not
+    re-checked after construction: an edit such as ``cfg.tracker.output_score = 1.5`` would
+    write a file that no loader accepts; ConfigError naming the field), and the target's
+    folder exists (FileNotFoundError naming the path, not the temporary file)."""
+    path = Path(path)
+    try:
+        model.cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"cannot save {path}: model.cfg is invalid: {exc}") from exc
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save checkpoint {path}: folder {path.parent} does "
+                                "not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save checkpoint {path}: it is a folder (give a file "
+                                "path, e.g. model.pt)")
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu()
              for k, v in model.state_dict().items()}
     payload = {

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 BACKBONES = ("tiny", "lite0", "r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
@@ -212,7 +214,10 @@ class ModelConfig:
         return cfg
 
     def validate(self) -> ModelConfig:
-        """Raise ConfigError for the first invalid field; return self."""
+        """Raise ConfigError for the first invalid field; return self. Numpy scalars
+        (np.int64, np.float32, np.bool_, ...) are accepted like Python numbers and stored as
+        them (in place), so the config still saves as YAML and loads with weights_only."""
+        _plain_numbers(self)
         _check(isinstance(self.name, str) and self.name != "", "name", self.name, "a non-empty str")
         _check(isinstance(self.class_names, list) and len(self.class_names) > 0
                and all(isinstance(c, str) and c for c in self.class_names),
@@ -451,7 +456,31 @@ def _validate_backbone_widths(bb: BackboneConfig) -> None:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (lists element by element); anything
+    else unchanged."""
+    if isinstance(value, np.generic) and isinstance(value, (np.bool_, np.integer,
+                                                            np.floating)):
+        return value.item()
+    if isinstance(value, list):
+        plain = [_plain(v) for v in value]
+        return value if all(p is v for p, v in zip(plain, value, strict=True)) else plain
+    return value
+
+
+def _plain_numbers(cfg: ModelConfig) -> None:
+    """Replace numpy scalars in every section of `cfg` by Python numbers, in place."""
+    for section in (cfg, *(getattr(cfg, name) for name in _SECTIONS)):
+        if not dataclasses.is_dataclass(section):
+            continue
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            plain = _plain(value)
+            if plain is not value:
+                setattr(section, f.name, plain)
 
 
 def _check(ok: bool, field_name: str, value: object, expected: str) -> None:

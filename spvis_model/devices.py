@@ -22,7 +22,8 @@ _NAME = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
 def resolve_device(name: str | torch.device, field: str = "device") -> torch.device:
     """The torch device for `name`: 'auto' (CUDA device 0 when torch sees one, else the CPU),
-    'cpu', 'cuda' or 'cuda:N'; a torch.device is checked the same way. 'auto' on a CUDA machine
+    'cpu', 'cuda' or 'cuda:N'; a torch.device is checked the same way. 'cpu:0' (what
+    ``str(torch.device("cpu", 0))`` gives) is the CPU too. 'auto' on a CUDA machine
     whose extension has no CUDA kernels is refused like 'cuda', not run on the CPU.
 
     Raises:
@@ -33,7 +34,8 @@ def resolve_device(name: str | torch.device, field: str = "device") -> torch.dev
     if not isinstance(text, str):
         raise ValueError(f"{field} = {name!r}: must be a string ({DEVICE_FORMS})")
     m = _NAME.match(text.strip())
-    if m is None or (m.group(2) is not None and m.group(1) != "cuda"):
+    if m is None or (m.group(2) is not None and m.group(1) != "cuda"
+                     and (m.group(1), m.group(2)) != ("cpu", "0")):
         raise ValueError(f"{field} = {name!r}: must be {DEVICE_FORMS}")
     kind, index = m.group(1), m.group(2)
     if kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()):

@@ -171,7 +171,7 @@ def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
         a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
     keep = result.visible & (score >= tcfg.output_score)
     if not bool(keep.any()):
-        return Instances.empty(h, w)
+        return Instances.empty(h, w, track_scores=result.track_score is not None)
     logits = result.mask_logits[keep][None]
     logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
     logits = logits[:, :, : geom.resized[0], : geom.resized[1]]

@@ -3,19 +3,32 @@
 The node's live parameters (`keep_seconds`, ...) reach the tracker through a `TrackSettings`
 given to `SPVIS.step(..., settings=...)`; nothing writes them into the model's config, so a
 later `model.save()` persists only what the model was built with.
+
+    settings = model.default_settings().replace(keep_seconds=30)   # the model's, one changed
+    settings = TrackSettings(keep_seconds=30)       # TrackerConfig's defaults for the others
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 from spvis_model.config import TrackerConfig
+
+_DEFAULTS = TrackerConfig()
 
 
 @dataclass(frozen=True)
 class TrackSettings:
     """Run-time track life-cycle budgets, in seconds of stream time (header stamps).
+
+    A field left out takes `TrackerConfig`'s default (60 s, 1 s, 3 intervals; the
+    "Track life cycle" of docs/model.md), not a particular model's: to change one field of
+    what a model runs with, use `model.default_settings().replace(keep_seconds=...)`. Numbers
+    may be any real (Python or numpy) and are stored as float.
 
     Attributes:
         keep_seconds: a confirmed track that is no longer matched (lost) stays
@@ -27,22 +40,26 @@ class TrackSettings:
             longer (a slow stream: at 1 fps, 3 intervals are 3 s). 0: seconds only.
     """
 
-    keep_seconds: float
-    tentative_seconds: float
-    tentative_intervals: float = 0.0
+    keep_seconds: float = float(_DEFAULTS.keep_seconds)
+    tentative_seconds: float = float(_DEFAULTS.tentative_seconds)
+    tentative_intervals: float = float(_DEFAULTS.tentative_intervals)
 
     def __post_init__(self) -> None:
         for name in ("keep_seconds", "tentative_seconds"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value) or value <= 0:
+            if not _is_real(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"TrackSettings.{name} = {value!r}: must be a finite number "
                                  "of seconds > 0")
+            object.__setattr__(self, name, float(value))
         value = self.tentative_intervals
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or value < 0:
+        if not _is_real(value) or not math.isfinite(value) or value < 0:
             raise ValueError(f"TrackSettings.tentative_intervals = {value!r}: must be a finite "
                              "number >= 0")
+        object.__setattr__(self, "tentative_intervals", float(value))
+
+    def replace(self, **changes: Any) -> TrackSettings:
+        """A copy with the named fields changed (checked like the constructor's)."""
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_config(cls, cfg: TrackerConfig) -> TrackSettings:
@@ -50,3 +67,8 @@ class TrackSettings:
         return cls(keep_seconds=float(cfg.keep_seconds),
                    tentative_seconds=float(cfg.tentative_seconds),
                    tentative_intervals=float(cfg.tentative_intervals))
+
+
+def _is_real(value: object) -> bool:
+    """A real number (int, float, numpy integer or floating), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

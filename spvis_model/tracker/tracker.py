@@ -138,7 +138,8 @@ class Tracker(nn.Module):
         settings = settings or TrackSettings.from_config(cfg)
         dev = state.status.device
         dets = detection_tensors(feats, cfg.mask_res, cfg.score_masks, cfg.birth_masks)
-        since = (stamp - state.last_seen).float().clamp_min(0)
+        # The difference in float64 (stamps near 1.7e9 s keep their milliseconds), then float32.
+        since = (float(stamp) - state.last_seen.double()).float().clamp_min(0)
         # The one copy of the assignment inputs; everything decided from it is decided on the
         # host, by the same stage functions on the copies (spvis_model.tracker.host).
         copies = to_host({**{name: getattr(state, name) for name in HOST_STATE},
