@@ -335,16 +335,16 @@ def test_backend_refuses_an_export_of_other_weights(tiny_onnx, tmp_path):
         SPVIS.from_checkpoint(other, backend="onnxruntime", onnx=tiny_onnx)
 
 
-def test_backend_refuses_the_plugin_form_and_a_precision_mismatch(tiny, tiny_ckpt, tmp_path):
+def test_backend_refuses_the_plugin_form_and_a_float16_file_on_cpu(tiny, tiny_ckpt, tmp_path):
     plugin = tmp_path / "plugin_form.onnx"
     export_onnx(tiny, plugin, ExportOptions(size=SIZE, msda="trt_plugin", verify=False))
     with pytest.raises(BackendError, match="only TensorRT runs"):
         SPVIS.from_checkpoint(tiny_ckpt, backend="onnxruntime", onnx=plugin)
     half = tmp_path / "half.onnx"
     export_onnx(tiny, half, ExportOptions(size=SIZE, precision="float16", verify=False))
-    model = SPVIS.from_checkpoint(tiny_ckpt, backend="onnxruntime", onnx=half)
-    with pytest.raises(ValueError, match=r"runs the exported file in float16"):
-        model.set_precision("float32")
+    with pytest.raises(BackendError, match=r"float16, which the onnxruntime backend runs on "
+                                           r"CUDA only"):
+        SPVIS.from_checkpoint(tiny_ckpt, backend="onnxruntime", onnx=half)
 
 
 def test_no_provider_falls_back(monkeypatch):

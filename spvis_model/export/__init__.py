@@ -2,7 +2,8 @@
 
 - `export_onnx(model, "model.onnx", ExportOptions(...))` (CLI: `spvis export`) writes the graph
   (`graph.ExportSegmenter`: backbone, pixel decoder, transformer decoder, heads) and the JSON
-  sidecar (`sidecar.Sidecar`: preprocessing, class names, tracker configuration, shapes).
+  sidecar (`sidecar.Sidecar`: preprocessing in full (`preprocess_spec`), class names, tracker
+  configuration, shapes).
   MSDeformAttn is written as standard ops (GridSample) or as TensorRT's plugin node.
 - `SPVIS.from_checkpoint(path, backend="onnxruntime", onnx=...)` runs the graph through
   onnxruntime (`runtime.OnnxRuntimeSegmenter`) with the same tracker.
@@ -13,7 +14,13 @@ engine from the file.
 
 from spvis_model.export.exporter import ExportError, ExportOptions, ExportResult, export_onnx
 from spvis_model.export.runtime import BACKENDS, BackendError, OnnxRuntimeSegmenter
-from spvis_model.export.sidecar import Sidecar, SidecarError, read_sidecar, sidecar_path
+from spvis_model.export.sidecar import (
+    Sidecar,
+    SidecarError,
+    preprocess_spec,
+    read_sidecar,
+    sidecar_path,
+)
 
 __all__ = [
     "BACKENDS",
@@ -25,6 +32,7 @@ __all__ = [
     "Sidecar",
     "SidecarError",
     "export_onnx",
+    "preprocess_spec",
     "read_sidecar",
     "sidecar_path",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from spvis_model.export.exporter import (
     DEFAULT_OPSET,
@@ -51,11 +54,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"nodes, one of {', '.join(PLUGIN_VERSIONS)} (2 needs TensorRT >= 10.11)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check against "
                    "the eager segmenter (onnx.checker still runs; not allowed with --dynamic)")
+    p.add_argument("--verbose", action="store_true", help="let torch's exporter print to "
+                   "stdout / stderr (a failed trace dumps its whole graph there; hidden by "
+                   "default)")
+
+
+class _TerminatedError(BaseException):
+    """SIGTERM turned into an exception (a BaseException, like KeyboardInterrupt, so that no
+    `except Exception` inside torch's exporter swallows it): the export's cleanup removes its
+    temporary file and the command ends with one line."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _TerminatedError()
 
 
 def run(args: argparse.Namespace) -> int:
     """Export; print what was written and verified. Exit 2 with one line on a refusal, 1 with
-    one line when writing fails."""
+    one line when writing fails, 130 / 143 with one line on Ctrl-C / SIGTERM (nothing left
+    behind: no .onnx, no sidecar, no temporary file)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    except (KeyboardInterrupt, _TerminatedError) as exc:
+        what, code = (("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else
+                      ("terminated (SIGTERM)", 143))
+        print(f"spvis export: {what}; nothing was written to {str(args.onnx)!r}",
+              file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from spvis_model.checkpoint import CheckpointError
     from spvis_model.model import SPVIS
 
@@ -66,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                                 verify=not args.no_verify).validate()
         model = SPVIS.from_checkpoint(args.checkpoint)
         t0 = time.perf_counter()
-        result = export_onnx(model, args.onnx, options)
+        result = export_onnx(model, args.onnx, options, quiet=not args.verbose)
     except (ExportError, CheckpointError) as exc:
         print(f"spvis export: {exc}", file=sys.stderr)
         return 2
@@ -81,8 +115,19 @@ def run(args: argparse.Namespace) -> int:
           f"{side.msda}, {side.precision}, opset {side.opset}; onnx.checker passed")
     for label, diffs in result.verified.items():
         worst = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
-        print(f"  verified with onnxruntime at {label}: max |onnx - eager| {worst}")
+        print(f"  verified with onnxruntime at {label} against {result.reference}: max |onnx - "
+              f"reference| {worst}")
+        beyond = result.queries_beyond.get(label)
+        if beyond:
+            rows = ", ".join(f"{k} {n}/{total}" for k, (n, total) in beyond.items())
+            print(f"    query rows beyond the float16 tolerance (borderline masked-attention "
+                  f"pixels): {rows}")
+        cost = result.versus_float32.get(label)
+        if cost:
+            worst = ", ".join(f"{k} {v:.1e}" for k, v in cost.items())
+            print(f"    what {side.precision} costs: max |onnx - eager float32| {worst}")
     if not result.verified:
         print("  not verified with onnxruntime (--no-verify)")
-    print(f"  sidecar: {result.sidecar_path}")
+    print(f"  sidecar: {result.sidecar_path} (its preprocess says how to prepare frames; its "
+          f"input_shape is the graph's: {side.input_shape})")
     return 0

@@ -2,9 +2,15 @@
 
 What is written is checked before it is kept: the graph goes to a temporary file, through
 ``onnx.checker.check_model(full_check=True)``, and (unless ``verify=False``) through
-onnxruntime against the eager segmenter at the export size with a batch of 2, and for
-``dynamic`` also at a second size. Only then is it renamed into place and the sidecar written.
-Anything refused leaves no file behind.
+onnxruntime against a reference at the export size with a batch of 2, and for ``dynamic`` also
+at a second size. The reference is the eager segmenter for float32 graphs, and the same graph
+module computed by PyTorch in float16 for float16 graphs (see `VERIFY_TOL`). Only then is it
+renamed into place and the sidecar written. Anything refused or interrupted leaves no file
+behind.
+
+While torch traces, what its C++ code writes to the process's stdout and stderr (a failed
+trace dumps its whole TorchScript graph there, thousands of lines) goes to a discarded temporary
+file (``quiet=True``, the default); the refusal says why in one line.
 
 The plugin form cannot run in onnxruntime; it is verified by running it with
 `plugin_check.with_reference_plugin`, which gives the custom node a body of standard ops that
@@ -16,13 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +47,13 @@ from spvis_model.export.graph import (
     PLUGIN_VERSIONS,
     ExportSegmenter,
 )
-from spvis_model.export.sidecar import Sidecar, segmenter_checksum, sidecar_path
+from spvis_model.export.sidecar import (
+    PAD_TO,
+    Sidecar,
+    preprocess_spec,
+    segmenter_checksum,
+    sidecar_path,
+)
 from spvis_model.hashing import file_sha256
 
 #: Opsets written: GridSample needs >= 16; torch's TorchScript exporter writes at most 20.
@@ -47,14 +62,32 @@ MAX_OPSET = 20
 DEFAULT_OPSET = 17
 #: Protobuf's limit on one file (weights are stored inside the .onnx file).
 MAX_PROTO_BYTES = 2**31 - 1
-#: Export-time verification against the eager segmenter: |ort - eager| <= ATOL + RTOL * max|eager|
-#: per output (loose: it catches wrong graphs, e.g. a size frozen by the trace; the parity tests
-#: hold the real tolerances). float16: the decoder's masked attention turns a mask logit into a
-#: yes/no, so float16 rounding near 0 flips a few attended pixels and moves the decoder outputs
-#: by a few % of their scale (measured on the random tiny model, onnxruntime 1.32 on a Xeon with
-#: AMX: query_embed 0.15 at scale 3.0, pred_masks 0.06, while the encoder's outputs stay at
-#: 0.003-0.005); a wrong graph differs by the order of the scale.
+#: Export-time verification: |onnxruntime - reference| <= ATOL + RTOL * max|reference| per output
+#: (loose: it catches wrong graphs, e.g. a size frozen by the trace; the parity tests hold the
+#: real tolerances).
+#:
+#: - float32: the reference is the eager segmenter (the model's own forward pass), every element.
+#: - float16: the reference is the same graph module (`ExportSegmenter` on a float16 copy) run by
+#:   PyTorch in float16: what the graph claims to compute. Two float16 computations round
+#:   differently, and the decoder's masked attention turns each mask logit into attend / do not
+#:   attend, so a query whose mask logits sit near 0 attends to other pixels and its outputs
+#:   jump. Measured on the shipped lite0 at 320x256 (onnxruntime 1.32, torch 2.13, this
+#:   repository's 2-core AMD EPYC): mask_features and memory within 0.05 and 0.14 of the float16
+#:   reference (scale 4-6), while 2-7 of the 100 query rows (batch 2) of pred_logits /
+#:   pred_masks / query_embed differ by up to 15% of the scale on the verification input, and
+#:   0-2 of 50 on real frames; those were no-object queries (foreground probability <= 0.26).
+#:   PyTorch's own float16 differs from its float32 the same way (pred_logits 0.73-1.65 at scale
+#:   8-10 on the same inputs), so this is float16 itself, not the graph. The encoder outputs
+#:   must therefore be within the tolerance everywhere, and each decoder output in all but
+#:   `FLOAT16_QUERY_SHARE` of its query rows. (The float32 export of the same graph code is
+#:   checked element by element.)
 VERIFY_TOL = {"float32": (1e-3, 1e-3), "float16": (5e-2, 6e-2)}
+#: float16 only: the share of a decoder output's query rows (batch x queries) that may be beyond
+#: the tolerance (borderline masked-attention pixels flipped by rounding; see VERIFY_TOL; up to
+#: 7% measured, a wrong graph moves most rows).
+FLOAT16_QUERY_SHARE = 0.2
+#: The outputs with one row per query (the decoder's); the others are the encoder's.
+DECODER_OUTPUTS: tuple[str, ...] = ("pred_logits", "pred_masks", "query_embed")
 
 
 class ExportError(ValueError):
@@ -117,68 +150,124 @@ class ExportOptions:
 
 
 @dataclass
+class Verification:
+    """What `_verify` measured (see `ExportResult`, whose fields of the same names these
+    become)."""
+
+    verified: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference: str = ""
+    queries_beyond: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    versus_float32: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
 class ExportResult:
-    """What was written: the two paths, the sidecar's content and what verification measured
-    (output name -> max |onnxruntime - eager| per checked case)."""
+    """What was written and what verification measured.
+
+    Attributes:
+        onnx_path, sidecar_path: the two files.
+        sidecar: the sidecar's content.
+        verified: per checked case ("320x256, batch 2"), output name -> max |onnxruntime -
+            reference|; empty with verify=False.
+        reference: what the graph was compared with ("the eager segmenter (float32)" or "the
+            same graph in PyTorch float16").
+        queries_beyond: float16 only: per case, decoder output -> (query rows beyond the
+            tolerance, query rows), see `FLOAT16_QUERY_SHARE`.
+        versus_float32: float16 only: per case, output name -> max |onnxruntime - eager float32
+            segmenter| (what float16 costs; not a criterion).
+    """
 
     onnx_path: Path
     sidecar_path: Path
     sidecar: Sidecar
     verified: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference: str = ""
+    queries_beyond: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    versus_float32: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def network_size(model: torch.nn.Module, size: tuple[int, int]) -> tuple[int, int]:
     """(H, W) of the graph input for camera frames of (width, height) `size`: the model's resize
     rule, then padding to multiples of 32 (what `SPVIS.preprocess` produces)."""
     rh, rw = model.cfg.input.resized(size[1], size[0])
-    return math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
+    return math.ceil(rh / PAD_TO) * PAD_TO, math.ceil(rw / PAD_TO) * PAD_TO
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path,
-                options: ExportOptions | None = None) -> ExportResult:
-    """Export `model`'s segmenter (an SPVIS) to `path` and write the sidecar beside it.
+def check_onnx_path(path: Path) -> None:
+    """Raise ExportError unless `path` can be written as an export: a file name ending in
+    .onnx (more than the suffix), in an existing folder, neither it nor its sidecar path a
+    folder."""
+    where = f"onnx path = {str(path)!r}"
+    if not path.name.endswith(".onnx") or len(path.name) <= len(".onnx"):
+        raise ExportError(f"{where}: must end in .onnx, after a file name (e.g. model.onnx)")
+    folder = path.parent
+    if not folder.is_dir():
+        # The deepest part of the folder's path that exists: a file there blocks it.
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ExportError(f"{where}: {str(existing)!r} is a file, not a folder")
+        raise ExportError(f"{where}: folder {str(folder)!r} does not exist")
+    for target in (path, sidecar_path(path)):
+        if target.is_dir():
+            raise ExportError(f"{where}: {str(target)!r} is a folder; give a file path")
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, options: ExportOptions | None = None,
+                *, quiet: bool = True) -> ExportResult:
+    """Export `model`'s segmenter (an SPVIS, on any device) to `path` and write the sidecar
+    beside it.
+
+    Args:
+        model: the SPVIS model; traced with an input on its device.
+        path: the .onnx file to write (the sidecar is `<path>.json`).
+        options: what to export (default `ExportOptions()`).
+        quiet: send what torch's C++ code prints while tracing (a failed trace's graph dump) to
+            a discarded temporary file instead of this process's stdout / stderr.
 
     Raises:
         ExportError: an option cannot be honoured (unsupported opset or precision, a dynamic
             size the graph cannot take, the exporter failing on this model at this size, a
-            graph over 2 GiB, verification failing, `path` or its sidecar path a folder or
-            its folder missing); nothing is left at `path`.
+            graph over 2 GiB, verification failing, `path` not a .onnx file name, its folder
+            missing or a file, `path` or its sidecar path a folder); nothing is left at `path`.
         OSError: writing failed (the temp file is removed).
+        Anything else (KeyboardInterrupt included) also removes the temp file; a graph whose
+            sidecar could not be written is removed too.
     """
     import onnx
 
     opts = (options or ExportOptions()).validate()
     path = Path(path)
-    if path.suffix != ".onnx":
-        raise ExportError(f"onnx path = {str(path)!r}: must end in .onnx")
-    if not path.parent.is_dir():
-        raise ExportError(f"onnx path = {str(path)!r}: folder {str(path.parent)!r} does not "
-                          "exist")
-    for target in (path, sidecar_path(path)):
-        if target.is_dir():
-            raise ExportError(f"onnx path = {str(path)!r}: {str(target)!r} is a folder; give "
-                              "a file path")
+    check_onnx_path(path)
     hw = network_size(model, opts.size)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
+    check = Verification()
     try:
-        _trace(model, tmp, opts, hw)
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
+        os.close(fd)
+        _trace(model, tmp, opts, hw, quiet)
         proto = onnx.load(str(tmp))
         _annotate(proto, model, opts, hw)
         _check_proto(proto, opts, tmp)
         onnx.save(proto, str(tmp))
-        verified = _verify(model, tmp, opts, hw) if opts.verify else {}
+        if opts.verify:
+            check = _verify(model, tmp, opts, hw)
+        side = _sidecar(model, path, tmp, opts, hw)  # before the rename: it hashes the file
         # mkstemp made the file 0600; give it the mode a plain open() would (the sidecar's),
         # so a node running as another user can read it.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    side = _sidecar(model, path, opts, hw)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     side_path = sidecar_path(path)
-    side.write(side_path)
-    return ExportResult(path, side_path, side, verified)
+    try:
+        side.write(side_path)
+    except BaseException:  # a graph without its sidecar is no export: take it back
+        path.unlink(missing_ok=True)
+        raise
+    return ExportResult(path, side_path, side, check.verified, check.reference,
+                        check.queries_beyond, check.versus_float32)
 
 
 def _umask() -> int:
@@ -200,10 +289,16 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
 
 
 def _graph_module(model: torch.nn.Module, opts: ExportOptions) -> ExportSegmenter:
+    """The module traced: the model's segmenter (a float16 copy for float16) in eval mode."""
     segmenter = model.segmenter
     if opts.precision != "float32":
         segmenter = copy.deepcopy(segmenter).to(GRAPH_DTYPES[opts.precision])
     return ExportSegmenter(segmenter, opts.msda, opts.precision, opts.plugin_version).eval()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    """Where the model's segmenter is (its input goes there)."""
+    return model.pixel_mean.device
 
 
 def sample_input(hw: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -225,7 +320,59 @@ def sample_input(hw: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Te
     return torch.stack(out)
 
 
-def _trace(model: torch.nn.Module, path: Path, opts: ExportOptions, hw: tuple[int, int]) -> None:
+_LIBC: Any = None
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): C stdio buffers what C++ code wrote to stdout (fully buffered when it is
+    a file or pipe); flushed here so that it lands where the fd points now."""
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(None)
+        _LIBC.fflush(None)
+    except (OSError, AttributeError):  # no C library to flush (not on Linux / macOS)
+        pass
+
+
+@contextlib.contextmanager
+def captured_output(enabled: bool = True) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at a discarded temporary file while the block runs, so
+    that what C / C++ code prints there (torch's "Torch IR graph at exception" dump) is not
+    shown; Python-level ``sys.stdout`` / ``sys.stderr`` objects are flushed first. The
+    descriptors are process-wide: other threads' output is captured too while it runs."""
+    if not enabled:
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.flush()
+    _flush_c_stdio()
+    try:
+        saved = (os.dup(1), os.dup(2))
+    except OSError:  # no stdout / stderr to point elsewhere (closed): nothing to capture
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(AttributeError, ValueError, OSError):
+                        stream.flush()
+                _flush_c_stdio()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _trace(model: torch.nn.Module, path: Path, opts: ExportOptions, hw: tuple[int, int],
+           quiet: bool = True) -> None:
     graph = _graph_module(model, opts)
     # The batch is always dynamic (verified with 2); height and width only with --dynamic.
     spatial = {2: "height", 3: "width"} if opts.dynamic else {}
@@ -234,8 +381,8 @@ def _trace(model: torch.nn.Module, path: Path, opts: ExportOptions, hw: tuple[in
                     "pred_masks": {0: "batch", **spatial4}, "query_embed": {0: "batch"},
                     "mask_features": {0: "batch", **spatial4},
                     "memory": {0: "batch", **({1: "S"} if opts.dynamic else {})}}
-    x = sample_input(hw)
-    with _eval_mode(model), warnings.catch_warnings(), torch.no_grad():
+    x = sample_input(hw).to(_device(model))  # the traced module's device (CPU or CUDA)
+    with _eval_mode(model), warnings.catch_warnings(), torch.no_grad(), captured_output(quiet):
         # The trace warns about every Python-side shape check it sees (constant for a trace:
         # verification is what proves the sizes stay symbolic), and about the exporter itself.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -248,7 +395,8 @@ def _trace(model: torch.nn.Module, path: Path, opts: ExportOptions, hw: tuple[in
                 dynamic_axes=dynamic_axes, do_constant_folding=True,
                 custom_opsets={PLUGIN_DOMAIN: 1} if opts.msda == "trt_plugin" else None)
         except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+            first = (" ".join(str(exc).strip().splitlines()[0].split())[:300]
+                     if str(exc).strip() else repr(exc))
             raise ExportError(f"torch.onnx could not export the {model.cfg.name} segmenter "
                               f"({model.cfg.backbone.name}) at input {hw[1]}x{hw[0]} "
                               f"(dynamic={opts.dynamic}, opset {opts.opset}): {first}") from exc
@@ -309,8 +457,9 @@ def _check_proto(proto: object, opts: ExportOptions, where: Path) -> None:
 
 # --- verification -------------------------------------------------------------------------------
 def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
-            hw: tuple[int, int]) -> dict[str, dict[str, float]]:
-    """Run the written graph in onnxruntime (CPU) against the eager segmenter."""
+            hw: tuple[int, int]) -> Verification:
+    """Run the written graph in onnxruntime (CPU) against the reference (see VERIFY_TOL):
+    shapes first (a frozen size shows there), then values; ExportError when they differ."""
     import onnx
 
     from spvis_model.export.plugin_check import with_reference_plugin
@@ -324,13 +473,18 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
     if opts.dynamic:
         other = (hw[0] + 64, hw[1] + 32)
         cases.append((f"{other[1]}x{other[0]}, batch 1", sample_input(other, seed=2)))
+    half = opts.precision != "float32"
     atol, rtol = VERIFY_TOL[opts.precision]
-    report: dict[str, dict[str, float]] = {}
+    check = Verification(reference=(f"the same graph in PyTorch {opts.precision}" if half else
+                                    "the eager segmenter (float32)"))
+    device = _device(model)
+    graph = _graph_module(model, opts) if half else None
     for label, x in cases:
         with _eval_mode(model), torch.no_grad():
-            seg = model.segmenter(x.to(model.pixel_mean.device))
-        ref = [seg.decoder.pred_logits, seg.decoder.pred_masks, seg.decoder.query_embed,
-               seg.pixels.mask_features, seg.pixels.memory]
+            seg = model.segmenter(x.to(device))
+            eager = [seg.decoder.pred_logits, seg.decoder.pred_masks, seg.decoder.query_embed,
+                     seg.pixels.mask_features, seg.pixels.memory]
+            ref = list(graph(x.to(device))) if graph is not None else eager
         try:
             got = session.run(None, {INPUT_NAME: x.numpy()})
         except ort_errors() as exc:
@@ -343,17 +497,35 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
                 raise ExportError(_size_refusal(model, opts, label,
                                                 f"output {name} has shape {list(g.shape)}, the "
                                                 f"eager segmenter gives {list(r.shape)}"))
-        diffs = {}
+        diffs, beyond = {}, {}
         for name, r, g in pairs:
-            diff = float(np.abs(g - r).max()) if r.size else 0.0
+            diff = np.abs(g - r)
+            worst = float(diff.max()) if r.size else 0.0
             scale = float(np.abs(r).max()) if r.size else 0.0
-            if not diff <= atol + rtol * scale:
+            allowed = atol + rtol * scale
+            if half and name in DECODER_OUTPUTS and r.size:
+                rows = diff.reshape(r.shape[0] * r.shape[1], -1).max(1)  # per (batch, query)
+                n_bad = int((~(rows <= allowed)).sum())
+                beyond[name] = (n_bad, int(rows.size))
+                if n_bad > FLOAT16_QUERY_SHARE * rows.size:
+                    raise ExportError(_size_refusal(
+                        model, opts, label, f"output {name} differs from {check.reference} "
+                        f"beyond {atol} + {rtol} x scale (scale {scale:.3g}) in {n_bad} of "
+                        f"{rows.size} query rows (at most {FLOAT16_QUERY_SHARE:.0%} may: "
+                        f"float16 rounding flips borderline masked-attention pixels), by up to "
+                        f"{worst:.3g}"))
+            elif not worst <= allowed:
                 raise ExportError(_size_refusal(
-                    model, opts, label, f"output {name} differs from the eager segmenter by "
-                    f"{diff:.3g} (scale {scale:.3g}, allowed {atol} + {rtol} x scale)"))
-            diffs[name] = diff
-        report[label] = diffs
-    return report
+                    model, opts, label, f"output {name} differs from {check.reference} by "
+                    f"{worst:.3g} (scale {scale:.3g}, allowed {atol} + {rtol} x scale)"))
+            diffs[name] = worst
+        check.verified[label] = diffs
+        if half:
+            check.queries_beyond[label] = beyond
+            check.versus_float32[label] = {
+                name: float(np.abs(g - e.float().cpu().numpy()).max()) if g.size else 0.0
+                for name, e, g in zip(OUTPUT_NAMES, eager, got, strict=True)}
+    return check
 
 
 def _size_refusal(model: torch.nn.Module, opts: ExportOptions, label: str, what: str) -> str:
@@ -381,24 +553,21 @@ def output_shapes(model: torch.nn.Module, opts: ExportOptions,
     }
 
 
-def _sidecar(model: torch.nn.Module, path: Path, opts: ExportOptions,
+def _sidecar(model: torch.nn.Module, path: Path, written: Path, opts: ExportOptions,
              hw: tuple[int, int]) -> Sidecar:
+    """The sidecar of the graph in `written` (the temporary file), to be renamed to `path`."""
     import onnx
 
     cfg = model.cfg
     h, w = ("height", "width") if opts.dynamic else hw
     outputs = output_shapes(model, opts, hw)
     full = cfg.to_dict()
-    preprocess = dict(full["input"])
-    preprocess["pixel_mean"] = model.pixel_mean.flatten().tolist()
-    preprocess["pixel_std"] = model.pixel_std.flatten().tolist()
-    preprocess.update({"pad_to": 32, "layout": "NCHW", "input_range": "0..255 before "
-                       "normalisation", "frames": "RGB uint8"})
+    preprocess = preprocess_spec(model)
     plugin = ({"op_type": PLUGIN_OP, "domain": PLUGIN_DOMAIN,
                "plugin_version": opts.plugin_version, "plugin_namespace": ""}
               if opts.msda == "trt_plugin" else {})
     return Sidecar(
-        onnx_file=path.name, onnx_sha256=file_sha256(path),
+        onnx_file=path.name, onnx_sha256=file_sha256(written),
         segmenter_sha256=segmenter_checksum(model), model_name=cfg.name,
         frame_size=[opts.size[0], opts.size[1]], input_shape=["batch", 3, h, w],
         dynamic=opts.dynamic, opset=opts.opset, precision=opts.precision, msda=opts.msda,

@@ -52,6 +52,11 @@ OUTPUT_NAMES: tuple[str, ...] = ("pred_logits", "pred_masks", "query_embed", "ma
                                  "memory")
 #: Precisions the graph can be written in (inputs and outputs stay float32).
 GRAPH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+#: Backbones whose traced graph takes other sizes (`spvis export --dynamic` verified at a second
+#: size: tiny in the tests, r50 by hand; r101 is the same ResNet code). lite0 (TF "SAME" padding
+#: computed from the traced size) and Swin (window partitioning reshapes with the traced size)
+#: are refused by that verification.
+DYNAMIC_BACKBONES: tuple[str, ...] = ("tiny", "r50", "r101")
 
 
 def msda_grid_sample(value: Tensor, locations: Tensor, weights: Tensor,

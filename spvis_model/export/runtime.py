@@ -13,6 +13,14 @@ Execution providers: ``cpu`` devices run on ``CPUExecutionProvider`` with as man
 threads as torch uses; ``cuda[:N]`` on ``CUDAExecutionProvider`` (onnxruntime-gpu). A provider
 that is not installed, or that the session did not take, is an error: nothing falls back to
 another provider silently. `describe()` says what runs (the node logs it).
+
+Precision: the model's ``precision`` becomes the file's (``spvis export --precision``). A
+float16 file runs on CUDA only (`check_device`): onnxruntime's CPU provider lacks float16
+kernels for many of the graph's nodes and computes them in float32 between casts it inserts
+(437 in the shipped lite0's graph), so there it is no faster than the float32 file (measured:
+0.165 s against 0.157 s per lite0 frame at 320x256, 1 thread, onnxruntime 1.32, 2-core AMD
+EPYC) and less precise; float16 in spvis needs a CUDA device, as it does for the torch backend
+(`SPVIS.set_precision`).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from spvis_model.export.graph import INPUT_NAME, OUTPUT_NAMES
+from spvis_model.export.graph import DYNAMIC_BACKBONES, INPUT_NAME, OUTPUT_NAMES
 from spvis_model.export.sidecar import (
     Sidecar,
     SidecarError,
@@ -91,7 +99,9 @@ def _session_options(threads: int) -> Any:
     so.intra_op_num_threads = max(1, int(threads))
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # errors only: ORT warns about every constant it cannot fold
+    # Fatal only: onnxruntime warns about every constant it cannot fold, and it prints its own
+    # "[E:onnxruntime:...]" line before raising an error that the caller reports in one line.
+    so.log_severity_level = 4
     return so
 
 
@@ -152,6 +162,14 @@ class OnnxRuntimeSegmenter:
         if names != [INPUT_NAME] or outs != list(OUTPUT_NAMES):
             raise BackendError(f"onnx = {str(onnx_path)!r}: graph inputs {names} / outputs "
                                f"{outs}, expected [{INPUT_NAME!r}] / {list(OUTPUT_NAMES)}")
+        dims = list(self.session.get_inputs()[0].shape)
+        graph_hw = [d if isinstance(d, int) else None for d in dims[2:]]
+        side_hw = [None, None] if sidecar.network_size is None else list(sidecar.network_size)
+        if len(dims) != 4 or graph_hw != side_hw:
+            raise BackendError(f"onnx = {str(onnx_path)!r}: the graph's input is {dims}, its "
+                               f"sidecar's input_shape = {sidecar.input_shape} (dynamic = "
+                               f"{str(sidecar.dynamic).lower()}); the sidecar was changed after "
+                               "export: export again")
         self._pos_cache: dict[tuple[int, int, int, str], torch.Tensor] = {}
 
     def describe(self) -> str:
@@ -174,10 +192,15 @@ class OnnxRuntimeSegmenter:
         fixed = self.sidecar.network_size
         if fixed is not None and (h, w) != fixed:
             fw, fh = self.sidecar.frame_size
+            backbone = _backbone_name(self.sidecar)
+            how = ("export again with --size matching the camera, or with --dynamic"
+                   if backbone in DYNAMIC_BACKBONES else
+                   f"export again with --size matching the camera (--dynamic is refused for "
+                   f"the {backbone} backbone: its graph takes one size)")
             raise ValueError(
                 f"images of {w}x{h} (after the model's resize and padding) do not fit "
                 f"{self.onnx_path.name}, exported for {fixed[1]}x{fixed[0]} (frames of "
-                f"{fw}x{fh}): export again with --size matching the camera, or with --dynamic")
+                f"{fw}x{fh}): {how}")
         if h % 32 or w % 32 or h == 0 or w == 0:
             raise ValueError(f"images of {w}x{h}: H and W must be positive multiples of 32")
 
@@ -225,6 +248,13 @@ class OnnxRuntimeSegmenter:
         return self._pos_cache[key]
 
 
+def _backbone_name(side: Sidecar) -> str:
+    """The backbone the sidecar's model config names ("?" when it names none)."""
+    backbone = side.model_config.get("backbone")
+    name = backbone.get("name") if isinstance(backbone, dict) else None
+    return name if isinstance(name, str) else "?"
+
+
 def default_onnx_path(checkpoint: str | Path) -> Path:
     """Where the backend looks when no onnx path is given: the checkpoint's name with .onnx."""
     return Path(checkpoint).with_suffix(".onnx")
@@ -240,10 +270,13 @@ def attach_backend(model: SPVIS, backend: str, *, checkpoint: str | Path | None 
         checkpoint: the checkpoint it was loaded from (the default onnx path is beside it).
         onnx: the exported .onnx file (onnxruntime only).
 
+    The model's ``precision`` is then the file's (float16 files only on CUDA: `check_device`).
+
     Raises:
-        BackendError: unknown backend, onnx given for torch, a missing file or sidecar, a file
-            exported from other segmenter weights, preprocessing or classes, a plugin-form file
-            (only TensorRT runs those), a provider not installed.
+        BackendError: unknown backend, onnx given for torch, a missing file or sidecar, a
+            sidecar with a bad field, a file exported from other segmenter weights,
+            preprocessing or classes, a plugin-form file (only TensorRT runs those), a float16
+            file on a device that is not CUDA, a provider not installed.
     """
     if backend not in BACKENDS:
         raise BackendError(f"backend = {backend!r}: must be one of {', '.join(BACKENDS)}")
@@ -266,9 +299,24 @@ def attach_backend(model: SPVIS, backend: str, *, checkpoint: str | Path | None 
     except SidecarError as exc:
         raise BackendError(f"onnx = {str(path)!r}: {exc}") from exc
     check_pairing(model, path, side)
+    check_device(path, side, model.device)
     model.segment_backend = OnnxRuntimeSegmenter(path, side, model.device,
                                                  model.segmenter.sem_seg_head.pixel_decoder)
+    if model.precision != side.precision:  # SPVIS.precision reads the backend's; older: set
+        model.precision = side.precision
     return model
+
+
+def check_device(path: Path, side: Sidecar, device: torch.device) -> None:
+    """Refuse a float16 file on a device that is not CUDA (BackendError; why: the module
+    docstring)."""
+    if side.precision != "float32" and device.type != "cuda":
+        raise BackendError(
+            f"onnx = {str(path)!r}: exported with --precision {side.precision}, which the "
+            f"onnxruntime backend runs on CUDA only (device is {str(device)!r}): onnxruntime's "
+            "CPU provider lacks float16 kernels for many of its nodes and runs them in float32 "
+            "between inserted casts, no faster than the float32 file and less precise; use "
+            "device cuda, or export with --precision float32 for the CPU")
 
 
 def check_pairing(model: SPVIS, path: Path, side: Sidecar) -> None:
