@@ -12,6 +12,7 @@ Install with the torch you run against already present and without build isolati
 from __future__ import annotations
 
 import os
+import sys
 from glob import glob
 from pathlib import Path
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _want_cuda() -> bool:
+    """Compile the CUDA kernels? SPVIS_WITH_CUDA=0/1 decides; else a CUDA torch and nvcc."""
     forced = os.environ.get("SPVIS_WITH_CUDA", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
@@ -31,8 +33,17 @@ def _want_cuda() -> bool:
     return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
 
 
+def _note(text: str) -> None:
+    """A build note, on stderr: colcon (and other tools) parse setup.py's stdout as data."""
+    print(f"spvis: {text}", file=sys.stderr, flush=True)
+
+
 def _extension() -> cpp_extension.CppExtension:
-    sources = ["csrc/bindings.cpp", "csrc/cpu/ms_deform_attn_cpu.cpp"]
+    """The ``spvis_model._C`` extension: CPU kernels, plus the CUDA ones when wanted."""
+    # Absolute paths: `colcon build --symlink-install` runs setup.py from the build directory,
+    # which holds links to setup.py and the packages but not to csrc/ (ROOT follows the link).
+    sources = [str(ROOT / "csrc" / "bindings.cpp"),
+               str(ROOT / "csrc" / "cpu" / "ms_deform_attn_cpu.cpp")]
     cxx = ["-O3", "-std=c++17", "-fopenmp"]
     kwargs: dict = {
         "name": "spvis_model._C",
@@ -41,12 +52,12 @@ def _extension() -> cpp_extension.CppExtension:
         "define_macros": [],
     }
     if _want_cuda():
-        print("spvis: building MSDeformAttn with CPU and CUDA kernels")
-        kwargs["sources"] = [*sources, "csrc/cuda/ms_deform_attn_cuda.cu"]
+        _note("building MSDeformAttn with CPU and CUDA kernels")
+        kwargs["sources"] = [*sources, str(ROOT / "csrc" / "cuda" / "ms_deform_attn_cuda.cu")]
         kwargs["define_macros"].append(("SPVIS_WITH_CUDA", None))
         kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]}
         return cpp_extension.CUDAExtension(**kwargs)
-    print("spvis: building MSDeformAttn with CPU kernels only (no CUDA torch / nvcc)")
+    _note("building MSDeformAttn with CPU kernels only (no CUDA torch / nvcc)")
     kwargs["extra_compile_args"] = {"cxx": cxx}
     return cpp_extension.CppExtension(**kwargs)
 

@@ -4,10 +4,11 @@
     ros2 launch spvis_ros spvis_multi_camera.launch.py \\
         front_topic:=/cameras/front/image_raw rear_topic:=/cameras/rear/image_raw device:=cuda
 
-Includes ``spvis.launch.py`` with ``cameras:=front,rear`` and the two topics; the other
-arguments of this file are passed through unchanged, with the defaults and choices of
-``spvis.launch.py`` (which takes them from the node's parameter table). The node then publishes
-``/spvis/front/...`` and ``/spvis/rear/...``; the vision_msgs ids carry the camera
+Includes ``spvis.launch.py`` with ``cameras:=front,rear`` and ``image_topics`` made of this
+file's ``front_topic`` (default ``/front/image_raw``) and ``rear_topic`` (``/rear/image_raw``).
+Every other argument of ``spvis.launch.py`` is declared here too, with its default, choices and
+description (``--show-args`` lists them all), and passed through unchanged. The node then
+publishes ``/spvis/front/...`` and ``/spvis/rear/...``; the vision_msgs ids carry the camera
 (``front/17``). The Fast DDS profile that ``spvis.launch.py`` sets applies to everything
 started after the include in this file: start the camera drivers below it (they publish the
 images, and it is the publisher's shared-memory segment that must be large enough).
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spvis_ros.params import SPECS, launch_default
+from spvis_ros.launch_arguments import declare_arguments, launch_arguments
 
 if TYPE_CHECKING:
     from launch import LaunchDescription
 
-# Arguments of spvis.launch.py passed through (name -> default), besides cameras/image_topics.
-PASSED = ("namespace", "device", "precision", "transport", "use_sim_time", "autostart")
-DEFAULTS = {"namespace": "spvis", "use_sim_time": "false"}
+# Set by this example from its own arguments.
+SET_HERE = ("cameras", "image_topics")
+# Every other argument of spvis.launch.py: declared here and passed through.
+PASSED = tuple(a.name for a in launch_arguments() if a.name not in SET_HERE)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -45,21 +47,12 @@ def generate_launch_description() -> LaunchDescription:
             *[(name, LaunchConfiguration(name)) for name in PASSED],
         ],
     )
-    declared = [
-        DeclareLaunchArgument("front_topic", default_value="/front/image_raw",
-                              description="base image topic of the front camera"),
-        DeclareLaunchArgument("rear_topic", default_value="/rear/image_raw",
-                              description="base image topic of the rear camera"),
-    ]
-    for name in PASSED:
-        spec = SPECS.get(name)
-        default = DEFAULTS[name] if spec is None else launch_default(name)
-        kwargs = {"description": spec.doc if spec is not None else f"see spvis.launch.py: {name}"}
-        if spec is not None and spec.choices:
-            kwargs["choices"] = list(spec.choices)
-        declared.append(DeclareLaunchArgument(name, default_value=default, **kwargs))
     return LaunchDescription([
-        *declared,
+        DeclareLaunchArgument("front_topic", default_value="/front/image_raw",
+                              description="absolute base image topic of the front camera"),
+        DeclareLaunchArgument("rear_topic", default_value="/rear/image_raw",
+                              description="absolute base image topic of the rear camera"),
+        *declare_arguments(PASSED),
         spvis,
         # Camera drivers go here, after the include, so that they get the Fast DDS profile, e.g.
         # Node(package="usb_cam", executable="usb_cam_node_exe", namespace="front", ...).

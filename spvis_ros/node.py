@@ -20,7 +20,12 @@ diagnostics; it never waits on the model. Each subscription callback only hands 
 its camera's `Stream` (newest frame wins, replaced frames are counted as dropped). One worker
 thread takes pending frames round-robin across cameras, converts them, runs `model.step` with
 that camera's own `TrackerState` and the `TrackSettings` built from the parameters, and
-publishes. Header stamps drive time; outputs carry the input header.
+publishes. Header stamps drive time; outputs carry the input header. No exception ends the
+worker: one nothing expected (a bug) costs its frame, is logged with the camera and stamp,
+counted in diagnostics, and resets only that camera's tracks (ids go on).
+
+On rclpy without ``add_pre_set_parameters_callback`` (Humble) the node says so once at start;
+an integer for a double parameter is then refused by rclpy at run time (docs/ros.md).
 
     ros2 run spvis_ros spvis_node --ros-args -p cameras:="[front]" \\
         -r front/image_raw:=/cam/image_raw
@@ -33,9 +38,11 @@ import gc
 import json
 import os
 import resource
+import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +86,13 @@ from spvis_ros.streams import Stream, assess_health
 from spvis_ros.transports import DEFAULT_BASE_TOPIC, by_name
 
 EXIT_BAD_START = 2
+# Logged once at start where rclpy has no add_pre_set_parameters_callback (Iron added it; Humble's
+# rclpy has only the on-set callbacks).
+NO_PRE_SET_NOTE = (
+    "spvis: this rclpy has no pre-set parameter callbacks (ROS 2 Humble): live changes still go "
+    "through the node's checks, but an integer given for a double parameter is refused by "
+    "rclpy (write 1.0, not 1), and a value of the wrong type is refused with rclpy's message "
+    "only")
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 
@@ -129,7 +143,10 @@ class SpvisNode(LifecycleNode):
         self.streams = {name: Stream(name) for name in self.params.cameras}
         self.inputs = {name: self._input_topic(name) for name in self.params.cameras}
         self.track_settings: TrackSettings | None = None
-        self.add_pre_set_parameters_callback(self._before_set_parameters)
+        if hasattr(self, "add_pre_set_parameters_callback"):
+            self.add_pre_set_parameters_callback(self._before_set_parameters)
+        else:
+            self.get_logger().info(NO_PRE_SET_NOTE)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"spvis: node created (unconfigured): cameras {self.params.cameras}, inputs "
@@ -340,11 +357,14 @@ class SpvisNode(LifecycleNode):
             path = Path(p.checkpoint) if p.checkpoint else default_checkpoint()
             model = SPVIS.from_checkpoint(path, device=self.device, backend=p.backend,
                                           onnx=p.onnx or None)
-            model.set_precision(p.precision)
         except BackendError as exc:
             raise StartupError(f"parameter backend = {p.backend!r}: {exc}") from exc
         except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
             raise StartupError(f"parameter checkpoint = {p.checkpoint!r}: {exc}") from exc
+        try:
+            model.set_precision(p.precision)
+        except ValueError as exc:
+            raise StartupError(self._precision_error(model, exc)) from exc
         try:
             model.capture(p.capture)  # built per input size on first use (spvis_model.graphs)
         except ValueError as exc:
@@ -353,6 +373,30 @@ class SpvisNode(LifecycleNode):
             self.track_settings = dataclasses.replace(model.default_settings(),
                                                       keep_seconds=p.keep_seconds)
         return model
+
+    def _precision_error(self, model: SPVIS, exc: ValueError) -> str:
+        """Why `precision` cannot be used with this model and device, and what to do.
+
+        A half-precision ONNX export (``spvis export --precision float16``) runs only on CUDA
+        here: on a CPU device it cannot be used with any ``precision``, and the way out is to
+        export with the default float32 or to run on a GPU."""
+        p = self.params
+        backend = model.segment_backend
+        exported = getattr(backend, "precision", None)
+        if exported is None or exported == "float32":
+            return f"parameter precision = {p.precision!r}: {exc}"
+        onnx = str(getattr(backend, "onnx_path", None) or p.onnx or "the .onnx file")
+        try:
+            model.set_precision(exported)  # would the file's own precision run here?
+        except ValueError:
+            return (f"the ONNX file {onnx!r} was exported in {exported} (spvis export "
+                    f"--precision {exported}), and {exported} exports need CUDA; the device is "
+                    f"{self.device}. For a CPU machine export again with the default float32 "
+                    f"(no --precision); or run this file on a GPU: device:=cuda "
+                    f"precision:={exported}")
+        return (f"parameter precision = {p.precision!r}: the ONNX file {onnx!r} was exported "
+                f"in {exported}; set precision:={exported}, or export again with --precision "
+                f"{p.precision}")
 
     def _create_outputs(self) -> None:
         qos_out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -445,34 +489,81 @@ class SpvisNode(LifecycleNode):
         self._worker = None
 
     def _work(self) -> None:
+        """The inference thread: frames round-robin across cameras (or one batch of every
+        camera's newest frame) until stopped. No exception ends it: a frame that fails
+        unexpectedly is logged, counted and its camera reset (`_frame_failed`), and the loop
+        goes on; one outside any frame is logged and the loop goes on after a short pause."""
         order = list(self.streams.values())
         batched = self.params.batch_cameras and len(order) > 1  # read-only: fixed at start
         turn = 0
         while not self._stop.is_set():
-            self._wake.clear()  # before looking: a frame offered after this sets it again
-            if batched:
-                # The newest frame of every camera that has one, in rotation order.
-                taken = []
-                for k in range(len(order)):
-                    stream = order[(turn + k) % len(order)]
-                    pending = stream.take()
-                    if pending is not None:
-                        taken.append((stream, pending.msg, pending.received))
-                if taken:
-                    turn = (turn + 1) % len(order)
-                    self._process_batch(taken)
-                    continue
-                self._wake.wait(0.5)
-                continue
+            try:
+                turn = self._work_once(order, batched, turn)
+            except Exception as exc:  # never let the worker die while the node reports active
+                if self._stop.is_set():
+                    return
+                self.get_logger().error(
+                    f"inference worker: unexpected {type(exc).__name__}: {exc}; going on",
+                    throttle_duration_sec=5.0)
+                self._stop.wait(0.1)
+
+    def _work_once(self, order: list[Stream], batched: bool, turn: int) -> int:
+        """One turn of the worker loop; returns the next turn."""
+        self._wake.clear()  # before looking: a frame offered after this sets it again
+        if batched:
+            # The newest frame of every camera that has one, in rotation order.
+            taken = []
             for k in range(len(order)):
                 stream = order[(turn + k) % len(order)]
                 pending = stream.take()
                 if pending is not None:
-                    turn = (turn + k + 1) % len(order)
-                    self._process(stream, pending.msg, pending.received)
-                    break
-            else:
-                self._wake.wait(0.5)
+                    taken.append((stream, pending.msg, pending.received))
+            if taken:
+                self._process_batch(taken)
+                return (turn + 1) % len(order)
+            self._wake.wait(0.5)
+            return turn
+        for k in range(len(order)):
+            stream = order[(turn + k) % len(order)]
+            pending = stream.take()
+            if pending is not None:
+                self._guarded(stream, pending.msg, self._process, stream, pending.msg,
+                              pending.received)
+                return (turn + k + 1) % len(order)
+        self._wake.wait(0.5)
+        return turn
+
+    def _guarded(self, stream: Stream, msg: Any, work: Any, *args: Any) -> Any:
+        """``work(*args)`` for one frame of `stream`; an unexpected exception is handled by
+        `_frame_failed` (None is returned) instead of ending the worker."""
+        try:
+            return work(*args)
+        except Exception as exc:
+            self._frame_failed(stream, msg, exc)
+            return None
+
+    def _frame_failed(self, stream: Stream, msg: Any, exc: Exception) -> None:
+        """A frame failed with an exception nothing expected (a bug, or e.g. MemoryError):
+        log it with the camera, stamp and exception, count it (diagnostics: ``errors``, level
+        ERROR), and reset only this camera's tracks (its ids go on counting)."""
+        if self._stop.is_set() or not rclpy.ok(context=self.context):
+            return  # shutting down: publishers and handles are going away
+        try:
+            stamp = f"{messages.time_to_seconds(msg.header.stamp):.3f}"
+        except Exception:  # the message itself may be what is wrong
+            stamp = "?"
+        what = f"{type(exc).__name__}: {exc}"
+        stream.stats.errors += 1
+        stream.stats.last_error = what if len(what) <= 200 else what[:200] + "..."
+        note = ""
+        if stream.state is not None:
+            stream.state = stream.state.reset()
+            note = f"; ids continue from {int(stream.state.next_id)}"
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        self.get_logger().error(
+            f"camera {stream.name}: frame at stamp {stamp} failed with an unexpected error, "
+            f"tracks reset{note}: {what}{where}")
 
     def _process(self, stream: Stream, msg: Any, received: float) -> None:
         job = self._prepare(stream, msg, received)
@@ -484,7 +575,8 @@ class SpvisNode(LifecycleNode):
         frames of one size (a camera alone in its size group steps alone). If a batch fails,
         its cameras are stepped one by one, so that only the failing camera is rejected and
         reset, as without batching."""
-        jobs = [job for job in (self._prepare(s, m, r) for s, m, r in taken) if job is not None]
+        jobs = [job for job in (self._guarded(s, m, self._prepare, s, m, r) for s, m, r in taken)
+                if job is not None]
         groups: dict[tuple[int, ...], list[_Job]] = {}
         for job in jobs:
             groups.setdefault(tuple(job.rgb.shape), []).append(job)
@@ -493,22 +585,22 @@ class SpvisNode(LifecycleNode):
             if model is None:
                 return
             if len(group) == 1:
-                self._step_one(group[0])
+                self._guarded(group[0].stream, group[0].msg, self._step_one, group[0])
                 continue
             try:
                 results = model.step_batch([j.stream.state for j in group],
                                            [j.rgb for j in group], [j.stamp for j in group],
                                            [j.settings for j in group])
-            except (ValueError, RuntimeError) as exc:
+            except Exception as exc:  # one by one: only the failing camera is reset
                 self.get_logger().warning(
                     f"cameras {[j.stream.name for j in group]}: batched step failed "
                     f"({type(exc).__name__}: {exc}); stepping them one by one")
                 for job in group:
-                    self._step_one(job)
+                    self._guarded(job.stream, job.msg, self._step_one, job)
                 continue
             for job, (state, inst) in zip(group, results, strict=True):
                 job.stream.state = state
-                self._finish(job, inst)
+                self._guarded(job.stream, job.msg, self._finish, job, inst)
 
     def _prepare(self, stream: Stream, msg: Any, received: float) -> _Job | None:
         """Decode a camera's frame and bring its tracker state up to this frame's stamp (reset
@@ -536,6 +628,15 @@ class SpvisNode(LifecycleNode):
             log.info(f"camera {stream.name}: tracks reset ({reason}); ids continue from "
                      f"{int(stream.state.next_id)}")
             stream.state = stream.state.reset()
+        size = stream.state.frame_size()  # (H, W) the tracks were made on; None after a reset
+        if size is not None and size != tuple(rgb.shape[:2]):
+            # A camera's resolution changed: the tracks' masks and boxes are normalised to the
+            # old frame, and the model refuses the new one on this state (SPVIS.step).
+            log.info(f"camera {stream.name}: tracks reset (frame size changed from "
+                     f"{size[1]}x{size[0]} to {rgb.shape[1]}x{rgb.shape[0]}); ids continue "
+                     f"from {int(stream.state.next_id)}")
+            stream.state = stream.state.reset()
+            stream.stats.resets += 1
         return _Job(stream, msg, received, rgb, stamp, p, settings)
 
     def _step_one(self, job: _Job) -> None:
@@ -609,6 +710,9 @@ class SpvisNode(LifecycleNode):
             stale_s = self.params.stale_input_s
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
+        # The node's full name first: /diagnostics is global, and two spvis nodes (say
+        # /left/spvis and /right/spvis, each with a cam0) must not share status names.
+        prefix = self.get_fully_qualified_name()
         for name, s in self.streams.items():
             st = s.stats
             st.record_snapshot(now)
@@ -619,14 +723,15 @@ class SpvisNode(LifecycleNode):
                       "frame_rate_hz": f"{st.frame_rate(now):.2f}",
                       "latency_ms": f"{st.latency_ms():.1f}", "received": str(st.received),
                       "processed": str(st.processed), "dropped": str(st.dropped),
-                      "rejected": str(st.rejected), "resets": str(st.resets),
+                      "rejected": str(st.rejected), "errors": str(st.errors),
+                      "last_error": st.last_error, "resets": str(st.resets),
                       "live_tracks": str(st.live_tracks), "last_input_age_s": age,
                       "device": self.device, "device_memory_mb": f"{current:.1f}",
                       "device_memory_peak_mb": f"{peak:.1f}",
                       "memory_kind": "cuda_allocated" if self.device.startswith("cuda")
                       else "rss", "enabled": str(self.enabled)}
             arr.status.append(DiagnosticStatus(
-                level=bytes([level]), name=f"spvis: camera {name}", hardware_id=self.device,
+                level=bytes([level]), name=f"{prefix}: camera {name}", hardware_id=self.device,
                 message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()]))
         self.diag_pub.publish(arr)
 
@@ -642,11 +747,53 @@ def _spin(node: SpvisNode, executor: SingleThreadedExecutor) -> None:
         executor.spin_once(timeout_sec=0.2)
 
 
+class _Interrupts:
+    """main()'s SIGINT handler: the first SIGINT stops the node (KeyboardInterrupt), any later
+    one, or one after shutdown has begun otherwise, is ignored.
+
+    Ctrl-C on ``ros2 launch`` delivers two: the terminal's, to the whole process group, and
+    launch's own a moment later, which lands while the node is cleaning up. Python's default
+    handler would raise there (a traceback and exit -2, which the launch reports as a
+    failure). Installed before ``rclpy.init``, so that rclpy's own handler (which wakes and
+    shuts down the executor) runs first and then calls this one."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        del signum, frame
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+
+def _ignore_sigint() -> None:
+    """SIGINT ignored from here to the process's end. Python's finalization resets a signal
+    with a Python handler to the default, so a late SIGINT would kill the exiting process
+    (exit -2, a failure for launch); an ignored one stays ignored."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _close(node: SpvisNode | None) -> None:
+    """Stop the worker, destroy the node, shut rclpy down; then ignore SIGINT for good."""
+    try:
+        if node is not None:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+        _ignore_sigint()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script `spvis_node` (also `ros2 run spvis_ros spvis_node`).
 
-    Exit status: 0 after a shutdown (SIGINT, or the lifecycle shutdown transition); 2 when it
-    cannot start (bad parameter; with autostart also a bad checkpoint or device)."""
+    Exit status: 0 after a shutdown (SIGINT, also a repeated one; SIGTERM; or the lifecycle
+    shutdown transition); 2 when it cannot start (bad parameter; with autostart also a bad
+    checkpoint or device)."""
+    interrupts = _Interrupts()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, interrupts)
     # The shared-memory profile must be in place before DDS starts: the node publishes overlay
     # and label images as large as its input (docs/ros.md). A user's own profile is kept.
     use_default_profile()
@@ -654,9 +801,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = SpvisNode()
     except StartupError as exc:
+        interrupts.stopping = True
         print(f"spvis_node: cannot start: {exc}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
+        _close(None)
         return EXIT_BAD_START
+    except KeyboardInterrupt:
+        _close(None)
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
@@ -674,8 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        interrupts.stopping = True  # from here on SIGINT is ignored: nothing left to stop
+        _close(node)
     return code
 
 

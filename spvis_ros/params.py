@@ -237,7 +237,7 @@ def check_value(name: str, value: Any) -> Any:
             low_ok = value > spec.low if spec.low_open else value >= spec.low  # type: ignore
             ok = low_ok and value <= spec.high  # type: ignore[operator]
         if not ok:
-            unit = " seconds" if name.endswith(("_s", "seconds")) else ""
+            unit = " of seconds" if name.endswith(("_s", "seconds")) else ""
             raise fail(f"a finite number{unit} in {spec.constraint_text()}")
         return float(value)
     if spec.kind == "string":
@@ -317,9 +317,16 @@ def coerce_override(name: str, value: Any) -> Any:
 
 
 def unknown_parameter_warning(name: str) -> str | None:
-    """A warning for a parameter given to the node that it does not have (None if it has it)."""
-    if name in SPECS or name in STANDARD_PARAMETERS or name.startswith("qos_overrides."):
+    """A warning for a parameter given to the node that it does not have (None if it has it).
+
+    ``qos_overrides.*`` (rclpy's QoS overriding) is not supported: the node's QoS is fixed by
+    its own parameters, so such a value would silently do nothing."""
+    if name in SPECS or name in STANDARD_PARAMETERS:
         return None
+    if name.startswith("qos_overrides."):
+        return (f"parameter {name!r} ignored: this node does not take QoS overrides; its "
+                "input QoS is set by input_reliability and input_depth, its outputs are "
+                "reliable with depth 10 (class_names and label_info transient local)")
     return f"unknown parameter {name!r} ignored{_did_you_mean(name)}"
 
 

@@ -8,9 +8,10 @@ counted as dropped. `check_time` applies the stream time rules: a stamp earlier 
 
 `assess_health` turns a camera's statistics into a diagnostic level and message, as
 diagnostic_updater users expect: WARN for stale or missing input, a high drop rate or some
-rejected frames; ERROR when every frame of the window was rejected. `record_snapshot` keeps the
-counter history the window rates are computed from (the node calls it once per diagnostics
-period).
+rejected frames; ERROR when every frame of the window was rejected, or when a frame failed with
+an unexpected error (a bug: the node logged it, reset that camera's tracks and went on).
+`record_snapshot` keeps the counter history the window rates are computed from (the node calls
+it once per diagnostics period).
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ class Snapshot:
     processed: int
     dropped: int
     rejected: int
+    errors: int = 0
 
 
 @dataclass
 class StreamStats:
     """Counters since start (received = offered to the slot), the newest receive time
-    (monotonic), recent latencies and completion times, and the snapshot history."""
+    (monotonic), recent latencies and completion times, and the snapshot history.
+
+    ``errors`` counts frames that failed with an unexpected exception (not a bad image, not a
+    model refusal); ``last_error`` is the newest one's ``Type: message``."""
 
     received: int = 0
     processed: int = 0
@@ -57,6 +62,8 @@ class StreamStats:
     rejected: int = 0
     resets: int = 0
     live_tracks: int = 0
+    errors: int = 0
+    last_error: str = ""
     last_received: float | None = None
     latencies: deque = field(default_factory=lambda: deque(maxlen=100))
     done_times: deque = field(default_factory=lambda: deque(maxlen=100))
@@ -64,7 +71,7 @@ class StreamStats:
 
     def record_snapshot(self, now: float) -> None:
         self.history.append(Snapshot(now, self.received, self.processed, self.dropped,
-                                     self.rejected))
+                                     self.rejected, self.errors))
 
     def window(self, now: float, seconds: float = HEALTH_WINDOW_S) -> Snapshot:
         """Counter increments over (about) the last `seconds`: against the oldest snapshot
@@ -74,7 +81,7 @@ class StreamStats:
             return Snapshot(0.0, 0, 0, 0, 0)
         return Snapshot(now - base.time, self.received - base.received,
                         self.processed - base.processed, self.dropped - base.dropped,
-                        self.rejected - base.rejected)
+                        self.rejected - base.rejected, self.errors - base.errors)
 
     def frame_rate(self, now: float, window: float = 5.0) -> float:
         recent = [t for t in self.done_times if now - t <= window]
@@ -159,6 +166,10 @@ def assess_health(stats: StreamStats, now: float, *, stale_s: float, topic: str,
         reasons.append((WARN, f"stale input: last frame on {topic} {now - stats.last_received:.1f}"
                               f" s ago (stale_input_s = {stale_s:g})"))
     w = stats.window(now, window_s)
+    if w.errors:
+        reasons.append((ERROR, f"{w.errors} frame(s) of the last {w.time:.0f} s failed with an "
+                               f"unexpected error ({stats.last_error}); tracks reset, still "
+                               "running (see the log)"))
     if w.rejected and not w.processed:
         reasons.append((ERROR, f"all {w.rejected} frames of the last {w.time:.0f} s rejected "
                                "(bad images, see the log)"))

@@ -4,13 +4,15 @@
 
 - byte-compile both files;
 - load ``spvis.launch.py`` the way launch does (a module that is *not* in ``sys.modules``; e.g.
-  ``@dataclass`` breaks there) and check that its arguments are the node's parameter table
+  ``@dataclass`` breaks there) and check that its arguments are the node's whole parameter table
   (`spvis_ros.params`: names, defaults, choices) plus the launch-only ones, that
   ``generate_launch_description`` and ``_launch_setup`` read exactly that list, and that the
   node is ``spvis_ros`` / ``spvis_node`` named ``spvis`` with an ``on_exit`` handler;
-- test ``node_settings``, the pure function that turns the argument strings into parameters,
-  remappings and the Fast DDS profile, and ``exit_outcome`` (the node's exit code -> the
-  launch's fate);
+- test ``node_settings``, the pure function that turns the argument strings into parameters
+  (only those that differ from their defaults, so that a ``params_file`` is not overridden by
+  defaults), the parameter file, remappings and the Fast DDS profile, and ``exit_outcome`` (the
+  node's exit code -> the launch's fate; a node stopped by the launch's own Ctrl-C shutdown did
+  not fail);
 - where ``launch`` and ``launch_ros`` are importable (a ROS machine), also build the launch
   descriptions, run the OpaqueFunction body against a real ``LaunchContext`` and the on_exit
   handler with real ``ProcessExited`` events.
@@ -30,13 +32,15 @@ from types import ModuleType
 import pytest
 
 from spvis_model.config import TrackerConfig
+from spvis_ros import launch_arguments as launch_args
 from spvis_ros.params import SPECS, launch_default
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "launch" / "spvis.launch.py"
 MULTI = REPO / "launch" / "spvis_multi_camera.launch.py"
 PROFILE = REPO / "config" / "fastdds_shm.xml"
-LAUNCH_ONLY = {"cameras", "image_topics", "namespace", "use_sim_time", "fastdds_profile"}
+LAUNCH_ONLY = {"cameras", "image_topics", "namespace", "use_sim_time", "params_file",
+               "fastdds_profile", "shutdown_on_exit"}
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -106,7 +110,8 @@ def test_arguments_are_the_parameter_table(launch_module):
     assert len(names) == len(set(names)), "an argument declared twice"
     node_args = set(launch_module.NODE_ARGUMENTS)
     assert set(names) == node_args | LAUNCH_ONLY
-    assert node_args <= set(SPECS)
+    # Every node parameter can be set from the launch file (cameras with image_topics).
+    assert node_args == set(SPECS) - {"cameras"}
     by_name = {a.name: a for a in args}
     for name in node_args:
         spec = SPECS[name]
@@ -120,16 +125,21 @@ def test_arguments_are_the_parameter_table(launch_module):
 
 
 def test_declarations_and_setup_read_launch_arguments(main_tree):
-    """generate_launch_description declares one argument per launch_arguments() entry and
-    _launch_setup hands every one of them to node_settings: no hand-written second list."""
+    """generate_launch_description declares one argument per launch_arguments() entry (through
+    declare_arguments) and _launch_setup hands every one of them to node_settings: no
+    hand-written second list."""
     generate = _function(main_tree, "generate_launch_description")
-    loops = [n for n in ast.walk(generate) if isinstance(n, ast.For)]
+    assert [ast.unparse(c) for c in _calls(generate, "declare_arguments")] == [
+        "declare_arguments()"]
+    declare_tree = ast.parse(Path(launch_args.__file__).read_text())
+    declare = _function(declare_tree, "declare_arguments")
+    loops = [n for n in ast.walk(declare) if isinstance(n, ast.For)]
     assert any(ast.unparse(loop.iter) == "launch_arguments()" for loop in loops)
-    assert len(_calls(generate, "DeclareLaunchArgument")) == 1
+    assert len(_calls(declare, "DeclareLaunchArgument")) == 1
     setup = _function(main_tree, "_launch_setup")
     settings_call = _calls(setup, "node_settings")
     assert len(settings_call) == 1 and "launch_arguments()" in ast.unparse(settings_call[0])
-    profile_default = ast.unparse(generate)
+    profile_default = ast.unparse(declare)
     assert "EnvironmentVariable(PROFILE_VAR" in profile_default
     assert "fastdds_shm.xml" in profile_default
 
@@ -142,9 +152,12 @@ def test_one_spvis_node_that_shuts_the_launch_down_on_exit(main_tree):
                        "name": "spvis"}.items():
         arg = _keyword(node, key)
         assert isinstance(arg, ast.Constant) and arg.value == value, f"Node {key}"
-    assert ast.unparse(_keyword(node, "parameters")) == "[settings.parameters]"
+    # The params_file first: the typed launch values after it win.
+    assert ast.unparse(_keyword(node, "parameters")) == (
+        "[*settings.parameter_files, settings.parameters]")
     assert ast.unparse(_keyword(node, "remappings")) == "settings.remappings"
-    assert ast.unparse(_keyword(node, "on_exit")) == "_on_node_exit"
+    assert ast.unparse(_keyword(node, "on_exit")) == (
+        "_on_node_exit if settings.shutdown_on_exit else _on_node_exit_logged")
 
 
 def test_exit_outcome(launch_module):
@@ -156,17 +169,108 @@ def test_exit_outcome(launch_module):
     assert issubclass(launch_module.NodeExitedError, RuntimeError)
 
 
+@pytest.mark.parametrize("code", [-2, -15, 130, 143])
+def test_a_node_stopped_by_the_launchs_own_shutdown_did_not_fail(launch_module, code):
+    """Ctrl-C on `ros2 launch`: launch sends SIGINT (then SIGTERM) to the node; a node that
+    died of it must not turn the ordinary stop into `ros2 launch` exit 1."""
+    failed, message = launch_module.exit_outcome(code, shutting_down=True)
+    assert not failed and f"stopped by the launch's shutdown (code {code})" in message
+    # The same codes while the launch is running: something else killed the node.
+    assert launch_module.exit_outcome(code, shutting_down=False)[0]
+    # Other failures stay failures while shutting down.
+    assert launch_module.exit_outcome(2, shutting_down=True)[0]
+    assert launch_module.exit_outcome(-11, shutting_down=True)[0]
+
+
 def test_node_settings_defaults(launch_module, default_args):
+    """Arguments at their defaults are not passed (the node has the same defaults, and a
+    params_file must not be overridden by them); cameras always is (with the remappings)."""
     s = launch_module.node_settings(**default_args)
     assert s.namespace == "spvis"
     assert s.remappings == [("cam0/image_raw", "/camera/image_raw")]
-    expected = {name: SPECS[name].default for name in launch_module.NODE_ARGUMENTS}
-    expected.update(cameras=["cam0"], use_sim_time=False)
-    assert s.parameters == expected
-    assert s.parameters["keep_seconds"] == TrackerConfig().keep_seconds
-    assert all(isinstance(s.parameters[k], float)
-               for k in ("score_threshold", "keep_seconds", "max_gap_s"))
+    assert s.parameters == {"cameras": ["cam0"]}
+    assert s.parameter_files == []
+    assert s.shutdown_on_exit is True
     assert s.fastdds_profile == str(PROFILE)
+    for name in launch_module.NODE_ARGUMENTS:
+        assert default_args[name] == launch_default(name), name
+    assert default_args["keep_seconds"] == str(TrackerConfig().keep_seconds)
+
+
+def test_every_node_parameter_from_launch_text_with_its_type(launch_module, default_args):
+    """Every parameter of the node can be given as a launch argument and reaches the node with
+    the parameter's type (a double stays a double when written as an integer)."""
+    given = {"autostart": "false", "checkpoint": "/m.pt", "device": "cpu",
+             "precision": "float16", "backend": "onnxruntime", "onnx": "/m.onnx",
+             "capture": "graphs", "batch_cameras": "true", "transport": "compressed",
+             "input_reliability": "reliable", "input_depth": "3", "score_threshold": "1",
+             "max_instances": "7", "keep_seconds": "2", "max_gap_s": "1.5",
+             "class_filter": "person, car", "mask_encoding": "mono8", "id_prefix": "robot1/",
+             "publish_detections": "false", "publish_labels": "false",
+             "publish_overlay": "false", "stale_input_s": "10"}
+    assert set(given) == set(launch_module.NODE_ARGUMENTS)
+    s = launch_module.node_settings(**{**default_args, **given})
+    expected = {"autostart": False, "checkpoint": "/m.pt", "device": "cpu",
+                "precision": "float16", "backend": "onnxruntime", "onnx": "/m.onnx",
+                "capture": "graphs", "batch_cameras": True, "transport": "compressed",
+                "input_reliability": "reliable", "input_depth": 3, "score_threshold": 1.0,
+                "max_instances": 7, "keep_seconds": 2.0, "max_gap_s": 1.5,
+                "class_filter": ["person", "car"], "mask_encoding": "mono8",
+                "id_prefix": "robot1/", "publish_detections": False, "publish_labels": False,
+                "publish_overlay": False, "stale_input_s": 10.0, "cameras": ["cam0"]}
+    assert s.parameters == expected
+    for name, value in expected.items():
+        assert type(s.parameters[name]) is type(value), name
+
+
+def test_params_file_goes_first_and_only_changed_arguments_override_it(launch_module,
+                                                                      default_args, tmp_path):
+    params = tmp_path / "spvis.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    score_threshold: 0.3\n"
+                      "    backend: onnxruntime\n    max_instances: 5\n")
+    s = launch_module.node_settings(**dict(default_args, params_file=str(params),
+                                           max_instances="9"))
+    assert s.parameter_files == [str(params)]
+    # score_threshold and backend stay with the file; max_instances is overridden.
+    assert s.parameters == {"cameras": ["cam0"], "max_instances": 9}
+    assert launch_args.params_file_names(str(params)) == {
+        "score_threshold", "backend", "max_instances"}
+    for spelling in ("none", " NONE ", ""):
+        assert launch_module.node_settings(
+            **dict(default_args, params_file=spelling)).parameter_files == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no such file"),
+    ("[1, 2]\n", "not a ROS parameters file"),
+    ("/**:\n  score_threshold: 0.3\n", "not a ROS parameters file"),
+    ("a: [\n", "cannot read it as YAML"),
+])
+def test_params_file_that_is_not_one_is_refused(launch_module, default_args, tmp_path, text,
+                                                 message):
+    path = tmp_path / "bad.yaml"
+    if text:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=f"launch argument params_file=.*{message}"):
+        launch_module.node_settings(**dict(default_args, params_file=str(path)))
+
+
+def test_misspelt_launch_arguments_are_warned_about():
+    """ros2 launch ignores names no file declares: a close match to ours is named."""
+    warnings = launch_args.undeclared_warnings(
+        ["score_treshold", "cameras", "robot_description", "front_topic", "mask_encodng"])
+    assert warnings == [
+        "launch argument 'mask_encodng' is not an argument of spvis.launch.py and is ignored "
+        "(did you mean mask_encoding?)",
+        "launch argument 'score_treshold' is not an argument of spvis.launch.py and is "
+        "ignored (did you mean score_threshold?)"]
+
+
+def test_shutdown_on_exit_false(launch_module, default_args):
+    s = launch_module.node_settings(**dict(default_args, shutdown_on_exit="false"))
+    assert s.shutdown_on_exit is False
+    with pytest.raises(ValueError, match="shutdown_on_exit"):
+        launch_module.node_settings(**dict(default_args, shutdown_on_exit="maybe"))
 
 
 def test_node_settings_two_cameras_compressed_remaps_the_base_topic(launch_module,
@@ -177,6 +281,7 @@ def test_node_settings_two_cameras_compressed_remaps_the_base_topic(launch_modul
                 mask_encoding="mono8", checkpoint="~/models/m.pt", fastdds_profile="none")
     s = launch_module.node_settings(**args)
     assert s.parameters["cameras"] == ["front", "rear"]
+    assert "precision" not in s.parameters  # left at its default
     # image_transport naming: the base is remapped, the node appends /compressed itself.
     assert s.remappings == [("front/image_raw", "/f/image_raw"),
                             ("rear/image_raw", "/r/image_raw")]
@@ -224,6 +329,11 @@ def test_docs_never_advertise_an_empty_launch_argument():
     ({"autostart": "sometimes"}, "autostart"),
     ({"mask_encoding": "png"}, "mask_encoding"),
     ({"fastdds_profile": "/nonexistent/profile.xml"}, "fastdds_profile"),
+    ({"params_file": "/nonexistent/spvis.yaml"}, "params_file"),
+    ({"input_depth": "0"}, "input_depth"),
+    ({"backend": "tensorrt"}, "backend"),
+    ({"id_prefix": "{robot}/"}, "id_prefix"),
+    ({"class_filter": "a,,b"}, "class_filter"),
 ])
 def test_node_settings_rejects_bad_arguments(launch_module, default_args, changes, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
@@ -238,20 +348,19 @@ def test_node_settings_needs_every_argument(launch_module, default_args):
 
 
 def test_multi_camera_example_includes_spvis_launch(multi_tree, multi_module, launch_module):
+    """The example declares (so --show-args lists) and passes on every argument of
+    spvis.launch.py but the two it sets itself."""
     assert "spvis.launch.py" in MULTI.read_text()
     includes = _calls(multi_tree, "IncludeLaunchDescription")
     assert len(includes) == 1
     main_names = {a.name for a in launch_module.launch_arguments()}
-    assert set(multi_module.PASSED) <= main_names, "passes arguments spvis.launch.py lacks"
+    assert set(multi_module.PASSED) == main_names - {"cameras", "image_topics"}
     launch_arguments = ast.unparse(_keyword(includes[0], "launch_arguments"))
     assert "('cameras', 'front,rear')" in launch_arguments
     assert "front_topic" in launch_arguments and "rear_topic" in launch_arguments
-    for name in multi_module.PASSED:
-        if name in SPECS:
-            continue
-        assert name in multi_module.DEFAULTS
-        main_default = next(a.default for a in launch_module.launch_arguments() if a.name == name)
-        assert multi_module.DEFAULTS[name] == main_default, name
+    assert "for name in PASSED" in launch_arguments
+    generate = ast.unparse(_function(multi_tree, "generate_launch_description"))
+    assert "declare_arguments(PASSED)" in generate
 
 
 def _have(module: str) -> bool:
@@ -282,7 +391,7 @@ def test_with_real_launch(launch_module, multi_module, default_args):
     assert isinstance(description, LaunchDescription)
     assert {a.name for a in description.get_launch_arguments()} == set(default_args)
     multi = multi_module.generate_launch_description()
-    assert {"front_topic", "rear_topic", *multi_module.PASSED} <= {
+    assert {"front_topic", "rear_topic", *multi_module.PASSED} == {
         a.name for a in multi.get_launch_arguments()}
 
     for profile, env_action in ((str(PROFILE), SetEnvironmentVariable),
@@ -305,3 +414,6 @@ def test_with_real_launch(launch_module, multi_module, default_args):
     assert isinstance(launch_module._on_node_exit(exited(0), context)[0], Shutdown)
     with pytest.raises(launch_module.NodeExitedError, match="code 2"):
         launch_module._on_node_exit(exited(2), context)
+    with pytest.raises(launch_module.NodeExitedError, match="code -2"):
+        launch_module._on_node_exit(exited(-2), context)  # not shutting down: a failure
+    assert launch_module._on_node_exit_logged(exited(2), context) == []

@@ -20,7 +20,16 @@ import torch
 from synthetic_clip import crossing_clip
 
 sys.path.insert(0, str(Path(__file__).parent / "ros_helpers"))
-from node_harness import Driver, NodeProcess, decode_masks, rgb_image, unique_domain
+from node_harness import (
+    Driver,
+    NodeProcess,
+    decode_masks,
+    rgb_image,
+    unique_domain,
+)
+from node_harness import (
+    set_parameter as _set,
+)
 
 from spvis_model.checkpoint import read_checkpoint
 
@@ -206,24 +215,6 @@ def test_reset_and_enable_services(running):
     assert res.success and "cam0" in res.message and "cam1" in res.message
 
 
-def _set(driver: Driver, name: str, value):
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    if isinstance(value, bool):
-        pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
-    elif isinstance(value, int):
-        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-    elif isinstance(value, float):
-        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    elif isinstance(value, str):
-        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    else:
-        pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=value)
-    req = SetParameters.Request(parameters=[Parameter(name=name, value=pv)])
-    return driver.call(SetParameters, "/spvis/set_parameters", req).results[0]
-
-
 def test_live_parameter_changes_are_validated(running):
     _, driver = running
     frame = crossing_clip(frames=1)[0][0]
@@ -281,7 +272,8 @@ def test_diagnostics_levels_say_why(running):
     diags = driver.subscribe(DiagnosticArray, "/diagnostics")
 
     def status(camera: str, since: float) -> list:
-        return [s for a in diags for s in a.status if s.name == f"spvis: camera {camera}"
+        # Named with the node's full name: /diagnostics is shared by every node.
+        return [s for a in diags for s in a.status if s.name == f"/spvis: camera {camera}"
                 and a.header.stamp.sec + a.header.stamp.nanosec * 1e-9 >= since]
 
     frame = crossing_clip(frames=1)[0][0]

@@ -70,6 +70,11 @@ def test_batched_worker_equals_one_camera_at_a_time(trained_tiny, tmp_path):
                 assert np.array_equal(got.ids, want.ids) and np.array_equal(got.masks, want.masks)
                 np.testing.assert_allclose(got.scores, want.scores, atol=1e-6, rtol=0)
         assert batched.streams["b"].stats.rejected == single.streams["b"].stats.rejected == 1
+        # camera c's frames shrink at t = 3: its tracks are reset (ids go on), no frame is lost
+        for node in (batched, single):
+            c_stats = node.streams["c"].stats
+            assert (c_stats.rejected, c_stats.resets) == (0, 1)
+        assert len(by_cam_b["c"]) == 6
         assert sum(len(i) for i in by_cam_b["a"]) > 0
         for c in CAMERAS:
             assert int(batched.streams[c].state.next_id) == int(single.streams[c].state.next_id)

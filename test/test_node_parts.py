@@ -52,8 +52,8 @@ def test_node_params_has_one_field_per_parameter():
     ("score_threshold", "abc", "parameter score_threshold = 'abc': must be a finite number"),
     ("max_instances", 0, "parameter max_instances = 0: must be an integer in [1, 10000]"),
     ("input_depth", 1.5, "parameter input_depth = 1.5: must be an integer in [1, 1000]"),
-    ("keep_seconds", -2.0, "parameter keep_seconds = -2.0: must be a finite number seconds in "
-                           "(0, 1000000000]"),
+    ("keep_seconds", -2.0, "parameter keep_seconds = -2.0: must be a finite number of seconds "
+                           "in (0, 1000000000]"),
     ("max_gap_s", float("inf"), "parameter max_gap_s = inf"),
     ("device", "gpu", "parameter device = 'gpu': must be auto, cuda, cuda:N or cpu"),
     ("precision", "int8", "parameter precision = 'int8': must be one of float32, float16"),
@@ -107,7 +107,10 @@ def test_unknown_parameters_are_named_with_the_closest_known_one():
     assert "known:" in unknown_parameter_warning("zzz")
     assert unknown_parameter_warning("use_sim_time") is None
     assert unknown_parameter_warning("keep_seconds") is None
-    assert unknown_parameter_warning("qos_overrides./cam0/image_raw.subscription.depth") is None
+    # rclpy's QoS overrides are not supported: said, not silently ignored.
+    qos = unknown_parameter_warning("qos_overrides./cam0/image_raw.subscription.depth")
+    assert qos is not None and "does not take QoS overrides" in qos
+    assert "input_reliability and input_depth" in qos
     with pytest.raises(ParameterError, match=r"unknown parameter bogus \(known: "):
         check_change("bogus", 1)
 

@@ -216,3 +216,23 @@ def decode_masks(arr: InstanceArray) -> dict[int, np.ndarray]:
         m[b.y_offset:b.y_offset + b.height, b.x_offset:b.x_offset + b.width] = crop
         out[int(inst.id)] = m
     return out
+
+
+def set_parameter(driver: Driver, name: str, value: Any, node: str = "/spvis") -> Any:
+    """Set one parameter of the running node through its set_parameters service, typed from
+    the Python value (bool, int, float, str, list of str); returns the SetParametersResult."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    if isinstance(value, bool):
+        pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    elif isinstance(value, float):
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    elif isinstance(value, str):
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    else:
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=value)
+    req = SetParameters.Request(parameters=[Parameter(name=name, value=pv)])
+    return driver.call(SetParameters, f"{node}/set_parameters", req).results[0]
