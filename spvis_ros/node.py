@@ -364,7 +364,7 @@ class SpvisNode(LifecycleNode):
         try:
             model.set_precision(p.precision)
         except ValueError as exc:
-            raise StartupError(self._precision_error(model, exc)) from exc
+            raise StartupError(f"parameter precision = {p.precision!r}: {exc}") from exc
         try:
             model.capture(p.capture)  # built per input size on first use (spvis_model.graphs)
         except ValueError as exc:
@@ -373,30 +373,6 @@ class SpvisNode(LifecycleNode):
             self.track_settings = dataclasses.replace(model.default_settings(),
                                                       keep_seconds=p.keep_seconds)
         return model
-
-    def _precision_error(self, model: SPVIS, exc: ValueError) -> str:
-        """Why `precision` cannot be used with this model and device, and what to do.
-
-        A half-precision ONNX export (``spvis export --precision float16``) runs only on CUDA
-        here: on a CPU device it cannot be used with any ``precision``, and the way out is to
-        export with the default float32 or to run on a GPU."""
-        p = self.params
-        backend = model.segment_backend
-        exported = getattr(backend, "precision", None)
-        if exported is None or exported == "float32":
-            return f"parameter precision = {p.precision!r}: {exc}"
-        onnx = str(getattr(backend, "onnx_path", None) or p.onnx or "the .onnx file")
-        try:
-            model.set_precision(exported)  # would the file's own precision run here?
-        except ValueError:
-            return (f"the ONNX file {onnx!r} was exported in {exported} (spvis export "
-                    f"--precision {exported}), and {exported} exports need CUDA; the device is "
-                    f"{self.device}. For a CPU machine export again with the default float32 "
-                    f"(no --precision); or run this file on a GPU: device:=cuda "
-                    f"precision:={exported}")
-        return (f"parameter precision = {p.precision!r}: the ONNX file {onnx!r} was exported "
-                f"in {exported}; set precision:={exported}, or export again with --precision "
-                f"{p.precision}")
 
     def _create_outputs(self) -> None:
         qos_out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

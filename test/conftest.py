@@ -84,3 +84,37 @@ def trained_tiny():
 
 
 TRAIN_STEPS = 300
+
+
+# --- the export tests' model (test_export.py, test_export_audit.py) -----------------------------
+EXPORT_SIZE = (128, 96)
+"""(W, H) of the export tests' frames: the tiny preset keeps 128x96 (max_size 128)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A random-weight tiny checkpoint (seed 0), one per test module."""
+    from spvis_model.config import preset
+    from spvis_model.model import SPVIS
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("export") / "tiny.pt"
+    SPVIS(preset("tiny")).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ckpt):
+    """The model of `tiny_ckpt` (a test module may define its own `tiny`)."""
+    from spvis_model.model import SPVIS
+
+    return SPVIS.from_checkpoint(tiny_ckpt)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny, tiny_ckpt):
+    """The default export beside the checkpoint (tiny.onnx), as the backend finds it."""
+    from spvis_model.export import ExportOptions, export_onnx
+
+    export_onnx(tiny, tiny_ckpt.with_suffix(".onnx"), ExportOptions(size=EXPORT_SIZE))
+    return tiny_ckpt.with_suffix(".onnx")

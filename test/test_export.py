@@ -30,27 +30,7 @@ from spvis_model.export.plugin_check import with_reference_plugin
 from spvis_model.export.runtime import cpu_session, provider_for
 from spvis_model.model import SPVIS
 
-SIZE = (128, 96)  # frames of 128x96: the tiny preset keeps them (max_size 128)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("export") / "tiny.pt"
-    SPVIS(preset("tiny")).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_ckpt):
-    return SPVIS.from_checkpoint(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tiny, tiny_ckpt):
-    """The default export beside the checkpoint (tiny.onnx), as the backend finds it."""
-    export_onnx(tiny, tiny_ckpt.with_suffix(".onnx"), ExportOptions(size=SIZE))
-    return tiny_ckpt.with_suffix(".onnx")
+SIZE = (128, 96)  # = conftest.EXPORT_SIZE, the tiny_ckpt / tiny / tiny_onnx fixtures
 
 
 def leftovers(folder, stem):

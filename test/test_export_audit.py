@@ -45,27 +45,7 @@ from spvis_model.model import SPVIS
 from spvis_model.weights import default_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (128, 96)  # tiny keeps 128x96 frames
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("export_audit") / "tiny.pt"
-    SPVIS(preset("tiny")).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_ckpt):
-    return SPVIS.from_checkpoint(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tiny, tiny_ckpt):
-    path = tiny_ckpt.with_suffix(".onnx")
-    export_onnx(tiny, path, ExportOptions(size=SIZE))
-    return path
+SIZE = (128, 96)  # = conftest.EXPORT_SIZE, the tiny_ckpt / tiny / tiny_onnx fixtures
 
 
 @pytest.fixture(scope="module")

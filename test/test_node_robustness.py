@@ -249,8 +249,8 @@ def test_float16_export_on_cpu_names_the_real_cause(tiny_checkpoint, tmp_path):
         assert "Traceback" not in log, log
         assert "parameter checkpoint" not in log, log  # the checkpoint is fine
         # The cause (a float16 file, CUDA only, the device is cpu) and both ways out (export
-        # float32, or a CUDA device). The message may come from the node (SPVIS.set_precision
-        # refuses) or from spvis_model's backend, which may refuse the file on load.
+        # float32, or a CUDA device): spvis_model's backend refuses the file on load, and the
+        # node names the backend parameter, not the checkpoint.
         cause = next(line for line in log.splitlines() if "cannot start" in line)
         for text in (str(onnx), "float16", "CUDA", "cpu", "float32", "cuda"):
             assert text in cause, cause
