@@ -10,6 +10,8 @@ For each preset at 640×480 it times, per frame (batch 1, median of the repeats)
   the segmenter at 64 tracks on CUDA);
 - candidate NMS (`TrackerConfig.nms_measure`, each measure at `nms_iou` 0.7) in its worst
   case, every query a candidate, on host copies as the tracker runs it;
+- the published masks of 8 and 32 tracks, plain and refined against the frame
+  (`TrackerConfig.mask_refine`), and the refinement's share of the segmenter;
 - the TrackerState's bytes against max_tracks, and after 1, 100 and 1000 frames (constant);
 - with ``--step-frames N``, the whole ``SPVIS.step`` (upload, preprocess, segmenter, tracker,
   post-processing to host Instances) on N frames of a moving clip: median, p90, p99; with
@@ -171,6 +173,7 @@ def bench_stages(model: SPVIS, device: str, repeats: int) -> dict:
     out["queries"] = int(dets.score.shape[0])
     out["nms_all_queries"] = {m: time_it(lambda m=m: candidates(every, low, 0.0, 0.7, m))
                                 for m in NMS_MEASURES}
+    out["masks"] = bench_masks(model, geom, frame, time_it, out["segmenter_s"])
     c = model.cfg.segmenter.hidden_dim
     for live in (8, 64):
         state = planted_state(model, live)
@@ -199,6 +202,42 @@ def bench_stages(model: SPVIS, device: str, repeats: int) -> dict:
             "share_of_segmenter": total / out["segmenter_s"],
             "tracker_30fps_s": total30, "share_of_segmenter_30fps": total30 / out["segmenter_s"],
         }
+    return out
+
+
+def blob_logits(n: int, geom: object, device: str | torch.device, seed: int = 0
+                ) -> torch.Tensor:
+    """(n, Hp/4, Wp/4) mask logits of n round objects, 2-12% of the frame's width across,
+    at random places: what a published track's logits look like, for the mask-output cost."""
+    gen = torch.Generator().manual_seed(seed)
+    hp, wp = geom.padded[0] // 4, geom.padded[1] // 4
+    h4, w4 = geom.valid_stride4
+    yy, xx = torch.meshgrid(torch.arange(hp, dtype=torch.float32),
+                            torch.arange(wp, dtype=torch.float32), indexing="ij")
+    cy = torch.rand(n, 1, 1, generator=gen) * h4
+    cx = torch.rand(n, 1, 1, generator=gen) * w4
+    rad = (0.01 + 0.05 * torch.rand(n, 1, 1, generator=gen)) * w4
+    dist = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()
+    return (4.0 * (1.0 - dist / rad)).to(device)
+
+
+def bench_masks(model: SPVIS, geom: object, frame: np.ndarray,
+                time_it: Callable[[Callable[[], object]], float], segmenter_s: float) -> dict:
+    """Published masks from 8 and 32 tracks' logits (`postprocess`'s mask step), plain
+    (bilinear, logit > 0) and refined (`tracker.mask_refine: guided`, radius 5, on crops on
+    the CPU, over the whole frame on CUDA), and the refinement's extra time as a share of the
+    segmenter."""
+    from spvis_model.mask_refine import output_masks
+
+    uploaded = torch.from_numpy(frame).to(model.device)
+    out: dict = {}
+    for n in (8, 32):
+        logits = blob_logits(n, geom, model.device)
+        plain = time_it(lambda logits=logits: output_masks(logits, geom))
+        guided = time_it(lambda logits=logits: output_masks(logits, geom, "guided", 5.0,
+                                                            1e-3, uploaded))
+        out[f"tracks{n}"] = {"plain_s": plain, "guided_s": guided,
+                             "extra_share_of_segmenter": (guided - plain) / segmenter_s}
     return out
 
 
@@ -291,6 +330,11 @@ def report(r: dict) -> None:
                   f"{t['assoc_update_s'] * 1e3:.2f} ms); at 30 fps "
                   f"{t['tracker_30fps_s'] * 1e3:.2f} ms = "
                   f"{100 * t['share_of_segmenter_30fps']:.1f}%")
+        masks = "; ".join(f"{n.removeprefix('tracks')} tracks: plain {t['plain_s'] * 1e3:.2f} "
+                          f"ms, guided {t['guided_s'] * 1e3:.2f} ms (+"
+                          f"{100 * t['extra_share_of_segmenter']:.1f}% of the segmenter)"
+                          for n, t in r["masks"].items())
+        print(f"  published masks at {r['frame'][1]}x{r['frame'][0]}: {masks}")
         nms = ", ".join(f"{m} {t * 1e3:.2f} ms = {100 * t / r['segmenter_s']:.2f}%"
                         for m, t in r["nms_all_queries"].items())
         print(f"  candidate NMS, all {r['queries']} queries candidates: {nms} of the segmenter")

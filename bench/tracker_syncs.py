@@ -98,12 +98,13 @@ def count_frames(model: SPVIS, frames: list[np.ndarray], reference: bool = False
             state, _ = model.step(state, frame, stamp)
         counts = [("segment", c_seg), ("track", c_track), ("step", c_step)]
         if reference:
+            uploaded = torch.from_numpy(frame).to(model.device)  # the guide of mask_refine
             with count_syncs() as c_new:
                 new, result = model.tracker.step(new, feats, stamp, heads)
-                model.postprocess(result, geom)
+                model.postprocess(result, geom, frame=uploaded)
             with count_syncs() as c_ref:
                 ref, result = reference_step(model.tracker, ref, feats, stamp, heads)
-                reference_postprocess(model, result, geom)
+                reference_postprocess(model, result, geom, frame=uploaded)
             counts += [("track_post", c_new), ("reference_track_post", c_ref)]
         for key, c in counts:
             per[key].append(c.total)

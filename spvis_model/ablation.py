@@ -91,18 +91,21 @@ def _instances(model: SPVIS, cache: FeatureCache, variants: list[Variant],
     in lock-step over the same segmenter outputs."""
     cache.check_model(model)
     heads = model.segmenter.decoder
+    refine = any(v.tracker.cfg.mask_refine != "none" for v in variants)
     for vid in tqdm(cache.video_ids, desc="videos", disable=not progress):
         video = cache.video(vid)
+        images = cache.frames(vid) if refine else None
         states = {v.name: v.tracker.init_state(model.device) for v in variants}
         frames: dict[str, list[Instances]] = {v.name: [] for v in variants}
         for t in range(len(video)):
             feats = video.features(t, heads, model.device)
             stamp = float(video.stamps[t])
+            image = images[t] if images is not None else None
             for v in variants:
                 states[v.name], step = METHODS[v.association](
                     v.tracker, states[v.name], feats, stamp, heads, v.settings)
                 frames[v.name].append(model.postprocess(step, video.geometry,
-                                                        v.tracker.cfg))
+                                                        v.tracker.cfg, frame=image))
         yield vid, frames
 
 

@@ -23,6 +23,7 @@ SIZED_BACKBONES = ("r50", "r101", "swin-t", "swin-s", "swin-b", "swin-l")
 CHANNEL_ORDERS = ("rgb", "bgr")
 ASSOCIATIONS = ("pgt", "minvis")
 NMS_MEASURES = ("soft_iou", "hard_ios")
+REFINE_MODES = ("none", "guided")
 SCORE_MASKS = ("low", "full")
 TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
 # Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
@@ -147,6 +148,10 @@ class TrackerConfig:
     `score_calibration` maps the tracker's scores to the probability that a published track
     is right (fitted on validation data, spvis_model.eval.calibration); `output_score` and the
     node's `score_threshold` apply to the calibrated scores.
+    `mask_refine` is how a published mask is made from its track's stride-4 mask logits:
+    "none" (upsampled bilinearly, logit > 0) or "guided" (a colour guided filter against the
+    frame, spvis_model.mask_refine: edges follow the image's), with window radius
+    `mask_refine_radius` in network-input pixels and regularisation `mask_refine_eps`.
     """
 
     association: str = "pgt"
@@ -179,6 +184,9 @@ class TrackerConfig:
     memory_from: str = "query"
     score_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     output_nms_iou: float = 1.0
+    mask_refine: str = "none"
+    mask_refine_radius: float = 5.0
+    mask_refine_eps: float = 1e-3
     lost_by_position: bool = False
     use_reid: bool = True
     use_sim: bool = True
@@ -299,6 +307,14 @@ class ModelConfig:
             value = getattr(tr, name)
             _check(_is_number(value) and math.isfinite(value) and value >= 0,
                    f"tracker.{name}", value, "a finite number >= 0")
+        _check(tr.mask_refine in REFINE_MODES, "tracker.mask_refine", tr.mask_refine,
+               f"one of {', '.join(REFINE_MODES)}")
+        _check(_is_number(tr.mask_refine_radius) and math.isfinite(tr.mask_refine_radius)
+               and 0.5 <= tr.mask_refine_radius <= 64, "tracker.mask_refine_radius",
+               tr.mask_refine_radius, "a number of network-input pixels in [0.5, 64]")
+        _check(_is_number(tr.mask_refine_eps) and math.isfinite(tr.mask_refine_eps)
+               and tr.mask_refine_eps > 0, "tracker.mask_refine_eps", tr.mask_refine_eps,
+               "a finite number > 0")
         value = tr.correction_max_interval
         _check(_is_number(value) and not math.isnan(value) and value > 0,
                "tracker.correction_max_interval", value,

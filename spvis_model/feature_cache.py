@@ -109,6 +109,7 @@ class FeatureCache:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CacheError(f"feature cache {self.root}: cannot read meta.json ({exc})") from exc
+        self._names: dict[int, list[str]] | None = None
         if self.meta.get("format") != CACHE_FORMAT or self.meta.get("version") != CACHE_VERSION:
             raise CacheError(f"feature cache {self.root}: format {self.meta.get('format')!r} "
                              f"version {self.meta.get('version')!r}, expected {CACHE_FORMAT!r} "
@@ -144,6 +145,31 @@ class FeatureCache:
             mask_features=data["mask_features"], memory=data["memory"],
             spatial_shapes=data["spatial_shapes"],
             level_start_index=data["level_start_index"])
+
+    def frames(self, video_id: int) -> list[np.ndarray]:
+        """The video's (H, W, 3) uint8 RGB frames, read again from the dataset the cache was
+        built from (the cache keeps the segmenter's outputs, not the images; a published mask
+        refined against its frame, `tracker.mask_refine`, needs them). Raises CacheError
+        naming the dataset or the frame when it is not there."""
+        from spvis_model.eval.data import load_ground_truth
+        from spvis_model.eval.runner import read_frame
+
+        data = self.meta.get("dataset")
+        images = Path(self.meta.get("images") or Path(str(data)).parent / "JPEGImages")
+        if self._names is None:
+            try:
+                gt = load_ground_truth(str(data))
+            except (OSError, ValueError) as exc:
+                raise CacheError(f"feature cache {self.root}: the dataset it was built from "
+                                 f"({data}) does not load: {exc}") from exc
+            self._names = {vid: list(v.file_names) for vid, v in gt.videos.items()}
+        if int(video_id) not in self._names:
+            raise CacheError(f"feature cache {self.root}: video {video_id} is not in {data}")
+        try:
+            return [read_frame(images, int(video_id), i, n)
+                    for i, n in enumerate(self._names[int(video_id)])]
+        except ValueError as exc:
+            raise CacheError(f"feature cache {self.root}: {exc}") from exc
 
     def videos(self) -> Iterator[CachedVideo]:
         for vid in self.video_ids:
@@ -214,7 +240,8 @@ def build_cache(model: SPVIS, data: str | Path, out_dir: str | Path,
             raise CacheError(f"feature cache {out} holds another segmenter's outputs; use an "
                              "empty directory")
     meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "segmenter_digest": digest,
-            "model": model.cfg.name, "dataset": str(data), "video_ids": ids}
+            "model": model.cfg.name, "dataset": str(data), "images": str(images),
+            "video_ids": ids}
     model.eval()
     for vid in tqdm(ids, desc="cache", disable=not progress):
         path = out / f"video_{vid}.pt"

@@ -25,6 +25,7 @@ from torch import nn
 
 from spvis_model.config import ModelConfig, TrackerConfig, preset
 from spvis_model.instances import Instances
+from spvis_model.mask_refine import output_masks
 from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
 from spvis_model.syncs import host_side
 from spvis_model.tracker.geometry import masks_to_boxes
@@ -198,6 +199,13 @@ class SPVIS(nn.Module):
         shrinking), the channel order the network expects (RGB frames are reversed for
         "bgr"), then (x - pixel_mean) / pixel_std, then zero padding to a multiple of 32.
         """
+        x, geom, _ = self._prepare(frame)
+        return x, geom
+
+    def _prepare(self, frame: np.ndarray | torch.Tensor
+                 ) -> tuple[torch.Tensor, FrameGeometry, torch.Tensor]:
+        """`preprocess`, also returning the (H, W, 3) uint8 frame on the model's device (the
+        guide of `tracker.mask_refine`)."""
         t = _upload(_check_frame(frame), self.device)
         h, w = int(t.shape[0]), int(t.shape[1])
         rh, rw = self.cfg.input.resized(h, w)
@@ -210,7 +218,7 @@ class SPVIS(nn.Module):
         x = (x - self.pixel_mean) / self.pixel_std
         ph, pw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
         x = F.pad(x, (0, pw - rw, 0, ph - rh))
-        return x, FrameGeometry((h, w), (rh, rw), (ph, pw))
+        return x, FrameGeometry((h, w), (rh, rw), (ph, pw)), t
 
     def segment(self, images: torch.Tensor) -> SegmenterOutput:
         """Run the segmenter on (B, 3, Hp, Wp) normalised images (autocast per precision), or
@@ -290,12 +298,12 @@ class SPVIS(nn.Module):
         self._check_weights()
         stamp = self._check_stamp(state, stamp)
         _check_settings(settings, "settings")
-        images, geom = self.preprocess(frame)
+        images, geom, uploaded = self._prepare(frame)
         _check_frame_size(state, geom)
         feats = self.frame_features(self.segment(images), 0, geom)
         new, result = self.track(state, feats, stamp, settings)
         _record_frame_size(state, new, geom)
-        return new, self.postprocess(result, geom)
+        return new, self.postprocess(result, geom, frame=uploaded)
 
     @torch.inference_mode()
     def step_batch(self, states: Sequence[TrackerState],
@@ -340,11 +348,11 @@ class SPVIS(nn.Module):
             try:
                 checked.append(self._check_stamp(states[i], stamps[i]))
                 _check_settings(per[i], "settings" if per[i] is settings else f"settings[{i}]")
-                prepared.append(self.preprocess(frames[i]))
+                prepared.append(self._prepare(frames[i]))
             except ValueError as exc:
                 raise ValueError(f"step_batch: stream {i}: {exc}") from exc
         geom = prepared[0][1]
-        for i, (_, g) in enumerate(prepared):
+        for i, (_, g, _) in enumerate(prepared):
             if g != geom:
                 raise ValueError(f"step_batch: frames[{i}] is {g.original[1]}x{g.original[0]}, "
                                  f"frames[0] is {geom.original[1]}x{geom.original[0]}: a batch "
@@ -354,13 +362,13 @@ class SPVIS(nn.Module):
                 _check_frame_size(states[i], geom)
             except ValueError as exc:
                 raise ValueError(f"step_batch: stream {i}: {exc}") from exc
-        seg = self.segment(torch.cat([x for x, _ in prepared]))
+        seg = self.segment(torch.cat([x for x, _, _ in prepared]))
         out = []
         for i in range(n):
             state, result = self.track(states[i], self.frame_features(seg, i, geom), checked[i],
                                        per[i])
             _record_frame_size(states[i], state, geom)
-            out.append((state, self.postprocess(result, geom)))
+            out.append((state, self.postprocess(result, geom, frame=prepared[i][2])))
         return out
 
     def segment_clip(self, frames: Iterable[np.ndarray | torch.Tensor],
@@ -394,29 +402,34 @@ class SPVIS(nn.Module):
             out.append(inst)
 
     def postprocess(self, result: TrackStep, geom: FrameGeometry,
-                    tracker_cfg: TrackerConfig | None = None) -> Instances:
+                    tracker_cfg: TrackerConfig | None = None, *,
+                    frame: np.ndarray | torch.Tensor | None = None) -> Instances:
         """Visible tracks above the output score -> Instances at the original resolution, with
-        calibrated scores (`tracker_cfg`: another tracker configuration's output score and
-        calibration; default the model's).
+        calibrated scores (`tracker_cfg`: another tracker configuration's output score,
+        calibration and mask refinement; default the model's). `frame`, the (H, W, 3) uint8
+        RGB frame, is needed when the masks are refined against it (`tracker.mask_refine`).
 
         When the tracker made its decisions on the host (`result.host`), this reads the device
         once: the visible tracks' masks (bit-packed on CUDA), boxes, labels and scores in one
         copy. Otherwise (e.g. the MinVIS baseline) it reads them tensor by tensor. Both give
         the same Instances (tested against `spvis_model.tracker.reference`)."""
-        if result.host is not None:
-            return self._postprocess_host(result, geom, tracker_cfg or self.cfg.tracker)
-        h, w = geom.original
         tcfg = tracker_cfg or self.cfg.tracker
+        guide = None
+        if tcfg.mask_refine != "none":
+            if frame is None:
+                raise ValueError(f"postprocess: tracker.mask_refine = {tcfg.mask_refine!r} "
+                                 "needs the frame: pass frame=")
+            guide = _upload(_check_frame(frame), self.device)
+        if result.host is not None:
+            return self._postprocess_host(result, geom, tcfg, guide)
+        h, w = geom.original
         a, b = tcfg.score_calibration
         score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
             a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
         keep = result.visible & (score >= tcfg.output_score)
         if not bool(keep.any()):
             return Instances.empty(h, w, track_scores=result.track_score is not None)
-        logits = result.mask_logits[keep][None]
-        logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
-        logits = logits[:, :, : geom.resized[0], : geom.resized[1]]
-        masks = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[0] > 0
+        masks = _masks(result.mask_logits[keep], geom, tcfg, guide)
         nonempty = masks.flatten(1).any(1)
         masks = masks[nonempty]
         labels = result.running_logits[keep][nonempty][:, :-1].argmax(-1)
@@ -435,7 +448,7 @@ class SPVIS(nn.Module):
         )
 
     def _postprocess_host(self, result: TrackStep, geom: FrameGeometry,
-                          tcfg: TrackerConfig) -> Instances:
+                          tcfg: TrackerConfig, guide: torch.Tensor | None) -> Instances:
         """`postprocess` with one device read (see there). The masks of every visible track are
         computed (bilinear upsampling is per track, so the kept ones are bit-identical to
         upsampling the kept ones alone); the output score threshold and the empty-mask rule
@@ -451,10 +464,7 @@ class SPVIS(nn.Module):
         score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
             a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
         idx = to_device({"rows": rows}, self.device)["rows"]
-        logits = result.mask_logits[idx][None]
-        logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
-        logits = logits[:, :, : geom.resized[0], : geom.resized[1]]
-        masks = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[0] > 0
+        masks = _masks(result.mask_logits[idx], geom, tcfg, guide)
         out = {"keep": score[idx] >= tcfg.output_score,
                "nonempty": masks.flatten(1).any(1),
                "labels": result.running_logits[idx][:, :-1].argmax(-1),
@@ -704,6 +714,14 @@ def _host_last_stamp(state: TrackerState) -> float:
     if cached is not None and cached[0] is state.last_stamp:
         return float(cached[1])
     return float(state.last_stamp)
+
+
+def _masks(mask_logits: torch.Tensor, geom: FrameGeometry, tcfg: TrackerConfig,
+           guide: torch.Tensor | None) -> torch.Tensor:
+    """(N, Hp/4, Wp/4) track mask logits -> (N, H, W) bool published masks
+    (spvis_model.mask_refine.output_masks with the configuration's refinement)."""
+    return output_masks(mask_logits, geom, tcfg.mask_refine, tcfg.mask_refine_radius,
+                        tcfg.mask_refine_eps, guide)
 
 
 def _pack_bits(masks: torch.Tensor) -> torch.Tensor:

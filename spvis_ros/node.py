@@ -254,7 +254,7 @@ class SpvisNode(LifecycleNode):
         self.get_logger().info(
             f"spvis: {model.cfg.name} model ({len(model.class_names)} classes) on "
             f"{self.device} in {model.precision}, segmenter backend {model.backend} "
-            f"(capture {self.params.capture}), "
+            f"(capture {self.params.capture}), masks {model.cfg.tracker.mask_refine}, "
             f"MSDeformAttn kernels {'CPU+CUDA' if with_cuda() else 'CPU'}; cameras "
             f"{self.params.cameras} "
             f"({self.params.transport}, input QoS {self.params.input_reliability} depth "
@@ -369,6 +369,8 @@ class SpvisNode(LifecycleNode):
             model.capture(p.capture)  # built per input size on first use (spvis_model.graphs)
         except ValueError as exc:
             raise StartupError(f"parameter capture = {p.capture!r}: {exc}") from exc
+        if p.mask_refine != "checkpoint":
+            model.cfg.tracker.mask_refine = p.mask_refine
         with self._lock:
             self.track_settings = dataclasses.replace(model.default_settings(),
                                                       keep_seconds=p.keep_seconds)

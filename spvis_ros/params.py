@@ -39,6 +39,8 @@ PRECISIONS = ("float32", "float16", "bfloat16")
 BACKENDS = ("torch", "onnxruntime")
 # spvis_model.graphs.MODES (not imported here, as BACKENDS).
 CAPTURES = ("eager", "graphs", "compile")
+# "checkpoint" + spvis_model.config.REFINE_MODES (a test checks they agree).
+MASK_REFINES = ("checkpoint", "none", "guided")
 RELIABILITIES = ("best_effort", "reliable")
 MASK_ENCODINGS = ("rle", "mono8")
 TRANSPORTS = TRANSPORT_NAMES
@@ -115,6 +117,11 @@ PARAMETERS: tuple[Spec, ...] = (
          "CUDA graphs (graphs) or torch.compile reduce-overhead (compile), checked against "
          "eager when built; a stage that cannot be captured runs eagerly with a warning",
          choices=CAPTURES),
+    Spec("mask_refine", "string", "checkpoint", False,
+         "how published masks are made from the model's stride-4 mask logits: checkpoint = as "
+         "the checkpoint's tracker.mask_refine says (the shipped model: guided), none = "
+         "upsampled and thresholded, guided = refined against the frame by a colour guided "
+         "filter (sharper edges; on the CPU a few ms per object)", choices=MASK_REFINES),
     Spec("batch_cameras", "bool", False, False,
          "one segmenter forward over the newest frame of every camera that has one (cameras "
          "with the same image size; each camera's own tracker after it, its ids and state "
@@ -170,6 +177,7 @@ class NodeParams:
     onnx: str
     cameras: list[str]
     capture: str
+    mask_refine: str
     batch_cameras: bool
     transport: str
     input_reliability: str

@@ -264,3 +264,37 @@ def test_two_builders_of_one_cache_do_not_collide(trained_tiny, tiny_videos, tmp
     assert len(cache.video(cache.video_ids[0])) == 6
     assert not list(tmp_path.glob("*.tmp"))
     assert json.loads((tmp_path / "meta.json").read_text())["video_ids"] == cache.video_ids
+
+
+def test_refined_variant_reads_the_frames_again(trained_tiny, tiny_videos, tiny_cache,
+                                                tmp_path):
+    """A variant with `mask_refine: guided` on the cache reads each video's frames from the
+    dataset the cache was built from and publishes the masks `step` publishes live; a cache
+    whose frames are gone says so, naming the cache."""
+    from spvis_model.eval.data import load_ground_truth
+
+    model = trained_tiny.eval()
+    vid = tiny_cache.video_ids[0]
+    gt = load_ground_truth(tiny_videos)
+    frames = tiny_cache.frames(vid)
+    assert len(frames) == len(gt.videos[vid].file_names)
+    assert np.array_equal(frames[0], read_frame(tiny_videos.parent / "JPEGImages", vid, 0,
+                                                gt.videos[vid].file_names[0]))
+    refined = make_variant(model, "refined", {"mask_refine": "guided"})
+    plain = make_variant(model, "plain", {})
+    results = variant_results(model, tiny_cache, tiny_videos, [plain, refined], progress=False)
+    assert results["refined"], "no published tracks to compare"
+    assert [r["score"] for r in results["refined"]] == [r["score"] for r in results["plain"]]
+    assert [r["segmentations"] for r in results["refined"]] != \
+        [r["segmentations"] for r in results["plain"]]
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in tiny_cache.root.iterdir():
+        (moved / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((moved / "meta.json").read_text())
+    meta["dataset"] = str(tmp_path / "gone" / "annotations.json")
+    meta.pop("images", None)
+    (moved / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CacheError, match="moved"):
+        FeatureCache(moved).frames(vid)

@@ -61,6 +61,9 @@ def running(checkpoint, tmp_path_factory):
         "checkpoint": str(checkpoint), "cameras": "[cam0,cam1]",
         "input_reliability": "reliable", "input_depth": "10", "score_threshold": "0.3",
         "max_gap_s": "10.0",
+        # The tiny checkpoint's masks are plain (tracker.mask_refine none); the node refines
+        # them against the frames, so every mask these tests decode went through the filter.
+        "mask_refine": "guided",
         # Simulated time with no /clock publisher: header stamps alone must drive tracking.
         "use_sim_time": "true"})
     node.wait_for_log(STARTED)
@@ -98,6 +101,11 @@ def test_ids_persist_at_2fps_through_the_crossing_with_input_header(running):
         assert len(seen) == 1, f"object {k} had ids {seen}: {ids}"
         assert sum(row[k] is not None for row in ids) >= 16  # found on most frames
     assert ids[0][0] != ids[0][1]
+
+
+def test_mask_refine_parameter_overrides_the_checkpoint(running):
+    node, _ = running
+    assert "masks guided" in node.log(), node.log()
 
 
 def test_vision_msgs_detections_match_the_instances(running):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spvis_model.instances import Instances
+from spvis_model.mask_refine import output_masks
 from spvis_model.tracker.association import associate, match_cost
 from spvis_model.tracker.correction import corrected_assignment, correction_applies
 from spvis_model.tracker.detections import Detections, detections_from
@@ -160,10 +161,12 @@ def _write(tracker: nn.Module, state: TrackerState, stamp: float, live: object, 
 
 
 def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
-                          tracker_cfg: object | None = None) -> Instances:
+                          tracker_cfg: object | None = None,
+                          frame: torch.Tensor | None = None) -> Instances:
     """`SPVIS.postprocess` before the host-sync work: visible tracks above the output score ->
     Instances at the original resolution (`model` is the SPVIS whose classes apply;
-    `tracker_cfg`: the output score and calibration, default the model's)."""
+    `tracker_cfg`: the output score, calibration and mask refinement, default the model's;
+    `frame`: the (H, W, 3) uint8 frame on the model's device, for `mask_refine`)."""
     h, w = geom.original
     tcfg = tracker_cfg or model.cfg.tracker
     a, b = tcfg.score_calibration
@@ -172,10 +175,8 @@ def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
     keep = result.visible & (score >= tcfg.output_score)
     if not bool(keep.any()):
         return Instances.empty(h, w, track_scores=result.track_score is not None)
-    logits = result.mask_logits[keep][None]
-    logits = F.interpolate(logits, geom.padded, mode="bilinear", align_corners=False)
-    logits = logits[:, :, : geom.resized[0], : geom.resized[1]]
-    masks = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)[0] > 0
+    masks = output_masks(result.mask_logits[keep], geom, tcfg.mask_refine,
+                         tcfg.mask_refine_radius, tcfg.mask_refine_eps, frame)
     nonempty = masks.flatten(1).any(1)
     masks = masks[nonempty]
     labels = result.running_logits[keep][nonempty][:, :-1].argmax(-1)

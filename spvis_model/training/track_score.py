@@ -82,6 +82,7 @@ def collect_track_frames(model: SPVIS, cache: FeatureCache, data: str | Path,
     with torch.no_grad():
         for vid in cache.video_ids:
             video = cache.video(vid)
+            images = cache.frames(vid) if variant.tracker.cfg.mask_refine != "none" else None
             state = variant.tracker.init_state(model.device)
             frames, rows = [], {}
             for t in range(len(video)):
@@ -89,8 +90,9 @@ def collect_track_frames(model: SPVIS, cache: FeatureCache, data: str | Path,
                 state, step = METHODS[variant.association](
                     variant.tracker, state, feats, float(video.stamps[t]), heads,
                     variant.settings)
-                inst = known_classes(model.postprocess(step, video.geometry, variant.tracker.cfg),
-                                     mapping)
+                inst = known_classes(model.postprocess(
+                    step, video.geometry, variant.tracker.cfg,
+                    frame=images[t] if images is not None else None), mapping)
                 frames.append(inst)
                 slot_of = dict(zip(step.ids.tolist(), step.slots.tolist(), strict=True))
                 for tid in inst.ids.tolist():
