@@ -19,7 +19,7 @@ Arguments (``ros2 launch spvis_ros spvis.launch.py --show-args``;
   file; one left at its default is not passed, so the file (or the node's default) decides.
   ``cameras`` always comes from the launch argument (it goes with ``image_topics``).
 - every node parameter (``autostart``, ``checkpoint`` (``~`` expanded; omit it for the
-  packaged model), ``device``, ``precision``, ``backend``, ``onnx``, ``capture``,
+  packaged model), ``device``, ``precision``, ``backend``, ``onnx``, ``capture``, ``mask_refine``,
   ``batch_cameras``, ``transport``, ``input_reliability``, ``input_depth``,
   ``score_threshold``, ``max_instances``, ``keep_seconds``, ``max_gap_s``, ``class_filter``
   (comma-separated), ``mask_encoding``, ``id_prefix``, ``publish_*``, ``stale_input_s``):

@@ -202,7 +202,8 @@ def test_every_node_parameter_from_launch_text_with_its_type(launch_module, defa
     the parameter's type (a double stays a double when written as an integer)."""
     given = {"autostart": "false", "checkpoint": "/m.pt", "device": "cpu",
              "precision": "float16", "backend": "onnxruntime", "onnx": "/m.onnx",
-             "capture": "graphs", "batch_cameras": "true", "transport": "compressed",
+             "capture": "graphs", "mask_refine": "none", "batch_cameras": "true",
+             "transport": "compressed",
              "input_reliability": "reliable", "input_depth": "3", "score_threshold": "1",
              "max_instances": "7", "keep_seconds": "2", "max_gap_s": "1.5",
              "class_filter": "person, car", "mask_encoding": "mono8", "id_prefix": "robot1/",
@@ -212,7 +213,8 @@ def test_every_node_parameter_from_launch_text_with_its_type(launch_module, defa
     s = launch_module.node_settings(**{**default_args, **given})
     expected = {"autostart": False, "checkpoint": "/m.pt", "device": "cpu",
                 "precision": "float16", "backend": "onnxruntime", "onnx": "/m.onnx",
-                "capture": "graphs", "batch_cameras": True, "transport": "compressed",
+                "capture": "graphs", "mask_refine": "none", "batch_cameras": True,
+                "transport": "compressed",
                 "input_reliability": "reliable", "input_depth": 3, "score_threshold": 1.0,
                 "max_instances": 7, "keep_seconds": 2.0, "max_gap_s": 1.5,
                 "class_filter": ["person", "car"], "mask_encoding": "mono8",
