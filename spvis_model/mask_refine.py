@@ -114,6 +114,9 @@ def guided_filter(prob: torch.Tensor, guide: torch.Tensor, radius: int, eps: flo
     return (coeffs[:, :3] * out_image).sum(1) + coeffs[:, 3]
 
 
+#: Masks filtered over the whole frame at a time: bounds the working memory (about 40 floats
+#: per mask and frame pixel) when many tracks are visible in a large frame.
+WHOLE_FRAME_CHUNK = 16
 #: A mask's support for the cropped filter: where its logit exceeds this (probability 0.05).
 SUPPORT_LOGIT = -2.944
 #: The crop around the support, in window radii: the filtered mask can leave the support by
@@ -248,7 +251,12 @@ def refine_masks(logits: torch.Tensor, frame: torch.Tensor, resized: tuple[int, 
     else:
         small = full
     prob = torch.sigmoid(logits.float())
-    return guided_filter(prob, small, max(1, round(radius)), eps, full_guide=full) > 0.5
+    r = max(1, round(radius))
+    if prob.shape[0] <= WHOLE_FRAME_CHUNK:
+        return guided_filter(prob, small, r, eps, full_guide=full) > 0.5
+    return torch.cat([guided_filter(prob[i: i + WHOLE_FRAME_CHUNK], small, r, eps,
+                                    full_guide=full) > 0.5
+                      for i in range(0, prob.shape[0], WHOLE_FRAME_CHUNK)])
 
 
 def output_masks(mask_logits: torch.Tensor, geom: object, mode: str = "none",

@@ -222,3 +222,14 @@ def test_node_parameter_choices_are_the_model_modes():
     assert tuple(MASK_REFINES) == ("checkpoint", *REFINE_MODES)
     assert SPECS["mask_refine"].choices == MASK_REFINES
     assert SPECS["mask_refine"].default == "checkpoint"
+
+
+def test_whole_frame_chunks_give_the_unchunked_masks(monkeypatch):
+    import spvis_model.mask_refine as mr
+
+    gen = torch.Generator().manual_seed(2)
+    frame = torch.randint(0, 256, (60, 80, 3), dtype=torch.uint8, generator=gen)
+    logits = 3.0 * torch.randn(7, 60, 80, generator=gen)
+    whole = mr.refine_masks(logits, frame, (60, 80), 3.0, 1e-3)
+    monkeypatch.setattr(mr, "WHOLE_FRAME_CHUNK", 3)
+    assert torch.equal(mr.refine_masks(logits, frame, (60, 80), 3.0, 1e-3), whole)
