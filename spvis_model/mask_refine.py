@@ -12,11 +12,14 @@ mask was predicted) and applied at the frame's own resolution with a and b upsam
 "fast guided filter" of He and Sun, 2015), so its cost does not grow with the camera's
 resolution beyond one multiply-add per output pixel.
 
-Everything is tensor arithmetic on the masks' device (box means, a closed-form 3×3 inverse):
-no host round trip, no data-dependent shapes.
+Everything is tensor arithmetic on the masks' device (box means, a closed-form 3×3 inverse).
+Over the whole frame (the CUDA default) there is no host read; the CPU default filters a crop
+around each mask, which reads the masks' extents to the host (`output_masks`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +69,8 @@ def guided_coefficients(prob: torch.Tensor, guide: torch.Tensor, radius: int,
 
     Args:
         prob: (N, h, w) mask probabilities in [0, 1].
-        guide: (3, h, w) the image at the masks' resolution, values in [0, 1].
+        guide: (3, h, w) the image at the masks' resolution, values in [0, 1], or (N, 3, h, w)
+            one image crop per mask.
         radius: window radius r in pixels of (h, w) (window (2r+1)²).
         eps: regularisation of the per-window fit (on [0, 1] colours: 1e-3 keeps edges of
             contrast about 0.03 and more).
@@ -117,8 +121,9 @@ def guided_filter(prob: torch.Tensor, guide: torch.Tensor, radius: int, eps: flo
 #: Masks filtered over the whole frame at a time: bounds the working memory (about 40 floats
 #: per mask and frame pixel) when many tracks are visible in a large frame.
 WHOLE_FRAME_CHUNK = 16
-#: A mask's support for the cropped filter: where its logit exceeds this (probability 0.05).
-SUPPORT_LOGIT = -2.944
+#: A mask's support for the cropped filter: where its probability exceeds this.
+SUPPORT_PROB = 0.05
+SUPPORT_LOGIT = math.log(SUPPORT_PROB / (1 - SUPPORT_PROB))
 #: The crop around the support, in window radii: the filtered mask can leave the support by
 #: at most about one radius where it snaps to an image edge, and a pixel's output depends on
 #: the image and mask within two radii of it, so three radii keep the crop's own border out of
@@ -294,3 +299,11 @@ def output_masks(mask_logits: torch.Tensor, geom: object, mode: str = "none",
     if mode == "none":
         return F.interpolate(logits, geom.original, mode="bilinear", align_corners=False)[0] > 0
     return refine_masks(logits[0], frame, geom.resized, radius, eps)
+
+
+def configured_masks(mask_logits: torch.Tensor, geom: object, tracker_cfg: object,
+                     frame: torch.Tensor | None = None) -> torch.Tensor:
+    """`output_masks` with a `TrackerConfig`'s `mask_refine`, `mask_refine_radius` and
+    `mask_refine_eps` (what `SPVIS.postprocess` publishes)."""
+    return output_masks(mask_logits, geom, tracker_cfg.mask_refine,
+                        tracker_cfg.mask_refine_radius, tracker_cfg.mask_refine_eps, frame)

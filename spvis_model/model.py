@@ -25,7 +25,7 @@ from torch import nn
 
 from spvis_model.config import ModelConfig, TrackerConfig, preset
 from spvis_model.instances import Instances
-from spvis_model.mask_refine import output_masks
+from spvis_model.mask_refine import configured_masks
 from spvis_model.modeling.segmenter import Segmenter, SegmenterOutput
 from spvis_model.syncs import host_side
 from spvis_model.tracker.geometry import masks_to_boxes
@@ -429,7 +429,7 @@ class SPVIS(nn.Module):
         keep = result.visible & (score >= tcfg.output_score)
         if not bool(keep.any()):
             return Instances.empty(h, w, track_scores=result.track_score is not None)
-        masks = _masks(result.mask_logits[keep], geom, tcfg, guide)
+        masks = configured_masks(result.mask_logits[keep], geom, tcfg, guide)
         nonempty = masks.flatten(1).any(1)
         masks = masks[nonempty]
         labels = result.running_logits[keep][nonempty][:, :-1].argmax(-1)
@@ -464,7 +464,7 @@ class SPVIS(nn.Module):
         score = result.score if (a, b) == (1.0, 0.0) else torch.sigmoid(
             a * torch.logit(result.score.clamp(1e-6, 1 - 1e-6)) + b)
         idx = to_device({"rows": rows}, self.device)["rows"]
-        masks = _masks(result.mask_logits[idx], geom, tcfg, guide)
+        masks = configured_masks(result.mask_logits[idx], geom, tcfg, guide)
         out = {"keep": score[idx] >= tcfg.output_score,
                "nonempty": masks.flatten(1).any(1),
                "labels": result.running_logits[idx][:, :-1].argmax(-1),
@@ -714,14 +714,6 @@ def _host_last_stamp(state: TrackerState) -> float:
     if cached is not None and cached[0] is state.last_stamp:
         return float(cached[1])
     return float(state.last_stamp)
-
-
-def _masks(mask_logits: torch.Tensor, geom: FrameGeometry, tcfg: TrackerConfig,
-           guide: torch.Tensor | None) -> torch.Tensor:
-    """(N, Hp/4, Wp/4) track mask logits -> (N, H, W) bool published masks
-    (spvis_model.mask_refine.output_masks with the configuration's refinement)."""
-    return output_masks(mask_logits, geom, tcfg.mask_refine, tcfg.mask_refine_radius,
-                        tcfg.mask_refine_eps, guide)
 
 
 def _pack_bits(masks: torch.Tensor) -> torch.Tensor:

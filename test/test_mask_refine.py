@@ -103,83 +103,73 @@ def test_config_refuses_bad_refinement_naming_the_field(field, value):
         cfg.validate()
 
 
-def _refining(model, **fields):
-    tcfg = dataclasses.replace(model.cfg.tracker, mask_refine="guided", **fields)
-    model.cfg = dataclasses.replace(model.cfg, tracker=tcfg).validate()
-    return model
+@pytest.fixture
+def refining(trained_tiny):
+    """The trained tiny model with `mask_refine: guided` (radius 2 on its 128 px input), its
+    own config restored afterwards."""
+    old = trained_tiny.cfg
+    tcfg = dataclasses.replace(old.tracker, mask_refine="guided", mask_refine_radius=2.0)
+    trained_tiny.cfg = dataclasses.replace(old, tracker=tcfg).validate()
+    yield trained_tiny
+    trained_tiny.cfg = old
 
 
-def test_step_refines_and_matches_the_reference_path(trained_tiny):
+def test_step_refines_and_matches_the_reference_path(refining):
     """`step` with `mask_refine: guided` gives the reference composition's instances (the
     same refined masks through the one-read postprocess), and its masks differ from the
     unrefined ones: the setting is applied."""
-    model = trained_tiny
-    old = model.cfg
-    try:
-        _refining(model, mask_refine_radius=2.0)
-        frames, _ = crossing_clip(8)
-        state, ref = model.init_state(), model.init_state()
-        heads = model.segmenter.decoder
-        plain_cfg = dataclasses.replace(model.cfg.tracker, mask_refine="none")
-        changed = published = 0
-        with torch.inference_mode():
-            for i, frame in enumerate(frames):
-                state, inst = model.step(state, frame, 0.2 * i)
-                images, geom = model.preprocess(frame)
-                feats = model.frame_features(model.segment(images), 0, geom)
-                ref, step = reference_step(model.tracker, ref, feats, 0.2 * i, heads)
-                want = reference_postprocess(model, step, geom, frame=torch.from_numpy(frame))
-                assert inst.ids.tolist() == want.ids.tolist(), i
-                np.testing.assert_array_equal(inst.masks, want.masks)
-                np.testing.assert_array_equal(inst.boxes, want.boxes)
-                plain = model.postprocess(step, geom, plain_cfg)
-                published += len(inst)
-                if plain.masks.shape == inst.masks.shape:
-                    changed += int((plain.masks != inst.masks).any())
-        assert published > 0
-        assert changed > 0
-    finally:
-        model.cfg = old
-
-
-def test_step_batch_refines_like_step(trained_tiny):
-    model = trained_tiny
-    old = model.cfg
-    try:
-        _refining(model)
-        frames, _ = crossing_clip(4)
-        one = [model.init_state(), model.init_state()]
-        both = [model.init_state(), model.init_state()]
-        with torch.inference_mode():
-            for i, frame in enumerate(frames):
-                pair = [frame, np.ascontiguousarray(frame[:, ::-1])]
-                alone = []
-                for k in range(2):
-                    one[k], inst = model.step(one[k], pair[k], 0.2 * i)
-                    alone.append(inst)
-                out = model.step_batch(both, pair, [0.2 * i, 0.2 * i])
-                both = [s for s, _ in out]
-                for k in range(2):
-                    assert out[k][1].ids.tolist() == alone[k].ids.tolist()
-                    np.testing.assert_array_equal(out[k][1].masks, alone[k].masks)
-    finally:
-        model.cfg = old
-
-
-def test_postprocess_without_the_frame_says_so(trained_tiny):
-    model = trained_tiny
-    old = model.cfg
-    try:
-        _refining(model)
-        frame = crossing_clip(1)[0][0]
-        with torch.inference_mode():
+    model = refining
+    frames, _ = crossing_clip(8)
+    state, ref = model.init_state(), model.init_state()
+    heads = model.segmenter.decoder
+    plain_cfg = dataclasses.replace(model.cfg.tracker, mask_refine="none")
+    changed = published = 0
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            state, inst = model.step(state, frame, 0.2 * i)
             images, geom = model.preprocess(frame)
             feats = model.frame_features(model.segment(images), 0, geom)
-            _, result = model.track(model.init_state(), feats, 0.0)
-            with pytest.raises(ValueError, match="mask_refine = 'guided' needs the frame"):
-                model.postprocess(result, geom)
-    finally:
-        model.cfg = old
+            ref, step = reference_step(model.tracker, ref, feats, 0.2 * i, heads)
+            want = reference_postprocess(model, step, geom, frame=torch.from_numpy(frame))
+            assert inst.ids.tolist() == want.ids.tolist(), i
+            np.testing.assert_array_equal(inst.masks, want.masks)
+            np.testing.assert_array_equal(inst.boxes, want.boxes)
+            plain = model.postprocess(step, geom, plain_cfg)
+            published += len(inst)
+            if plain.masks.shape == inst.masks.shape:
+                changed += int((plain.masks != inst.masks).any())
+    assert published > 0
+    assert changed > 0
+
+
+def test_step_batch_refines_like_step(refining):
+    model = refining
+    frames, _ = crossing_clip(4)
+    one = [model.init_state(), model.init_state()]
+    both = [model.init_state(), model.init_state()]
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            pair = [frame, np.ascontiguousarray(frame[:, ::-1])]
+            alone = []
+            for k in range(2):
+                one[k], inst = model.step(one[k], pair[k], 0.2 * i)
+                alone.append(inst)
+            out = model.step_batch(both, pair, [0.2 * i, 0.2 * i])
+            both = [s for s, _ in out]
+            for k in range(2):
+                assert out[k][1].ids.tolist() == alone[k].ids.tolist()
+                np.testing.assert_array_equal(out[k][1].masks, alone[k].masks)
+
+
+def test_postprocess_without_the_frame_says_so(refining):
+    model = refining
+    frame = crossing_clip(1)[0][0]
+    with torch.inference_mode():
+        images, geom = model.preprocess(frame)
+        feats = model.frame_features(model.segment(images), 0, geom)
+        _, result = model.track(model.init_state(), feats, 0.0)
+        with pytest.raises(ValueError, match="mask_refine = 'guided' needs the frame"):
+            model.postprocess(result, geom)
 
 
 @pytest.mark.parametrize(("original", "resized"), [((240, 320), (240, 320)),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spvis_model.instances import Instances
-from spvis_model.mask_refine import output_masks
+from spvis_model.mask_refine import configured_masks
 from spvis_model.tracker.association import associate, match_cost
 from spvis_model.tracker.correction import corrected_assignment, correction_applies
 from spvis_model.tracker.detections import Detections, detections_from
@@ -175,8 +175,7 @@ def reference_postprocess(model: nn.Module, result: TrackStep, geom: object,
     keep = result.visible & (score >= tcfg.output_score)
     if not bool(keep.any()):
         return Instances.empty(h, w, track_scores=result.track_score is not None)
-    masks = output_masks(result.mask_logits[keep], geom, tcfg.mask_refine,
-                         tcfg.mask_refine_radius, tcfg.mask_refine_eps, frame)
+    masks = configured_masks(result.mask_logits[keep], geom, tcfg, frame)
     nonempty = masks.flatten(1).any(1)
     masks = masks[nonempty]
     labels = result.running_logits[keep][nonempty][:, :-1].argmax(-1)
