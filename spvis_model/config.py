@@ -24,6 +24,9 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 ASSOCIATIONS = ("pgt", "minvis")
 NMS_MEASURES = ("soft_iou", "hard_ios")
 REFINE_MODES = ("none", "guided")
+#: Most guided-filter passes `tracker.mask_refine_passes` may ask for (each pass widens the
+#: neighbourhood a published pixel depends on by two window radii).
+MAX_REFINE_PASSES = 4
 SCORE_MASKS = ("low", "full")
 TRACKER_SWITCHES = ("use_reid", "use_sim", "use_referring", "use_correction", "use_rcp")
 # Fields older spvis versions wrote that no longer exist: dropped on load, with the reason.
@@ -151,7 +154,9 @@ class TrackerConfig:
     `mask_refine` is how a published mask is made from its track's stride-4 mask logits:
     "none" (upsampled bilinearly, logit > 0) or "guided" (a colour guided filter against the
     frame, spvis_model.mask_refine: edges follow the image's), with window radius
-    `mask_refine_radius` in network-input pixels and regularisation `mask_refine_eps`.
+    `mask_refine_radius` in network-input pixels and regularisation `mask_refine_eps`,
+    applied `mask_refine_passes` times (each pass filters the previous one's output: the edge
+    moves further onto the image's).
     """
 
     association: str = "pgt"
@@ -187,6 +192,7 @@ class TrackerConfig:
     mask_refine: str = "none"
     mask_refine_radius: float = 5.0
     mask_refine_eps: float = 1e-3
+    mask_refine_passes: int = 1
     lost_by_position: bool = False
     use_reid: bool = True
     use_sim: bool = True
@@ -315,6 +321,10 @@ class ModelConfig:
         _check(_is_number(tr.mask_refine_eps) and math.isfinite(tr.mask_refine_eps)
                and tr.mask_refine_eps > 0, "tracker.mask_refine_eps", tr.mask_refine_eps,
                "a finite number > 0")
+        passes = tr.mask_refine_passes
+        _check(isinstance(passes, int) and not isinstance(passes, bool)
+               and 1 <= passes <= MAX_REFINE_PASSES, "tracker.mask_refine_passes", passes,
+               f"an integer in [1, {MAX_REFINE_PASSES}]")
         value = tr.correction_max_interval
         _check(_is_number(value) and not math.isnan(value) and value > 0,
                "tracker.correction_max_interval", value,

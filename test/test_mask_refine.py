@@ -44,7 +44,24 @@ def test_flat_image_leaves_a_smoothed_mask_and_constants_stay():
     guide = torch.full((3, 20, 30), 0.4)
     prob = torch.full((2, 20, 30), 0.7)
     torch.testing.assert_close(guided_filter(prob, guide, 3, 1e-3), prob, atol=1e-4, rtol=0)
+    torch.testing.assert_close(guided_filter(prob, guide, 3, 1e-3, passes=3), prob, atol=1e-4,
+                               rtol=0)
     assert guided_filter(prob[:0], guide, 3, 1e-3).shape == (0, 20, 30)
+
+
+def test_each_pass_filters_the_previous_output():
+    """passes=k is the one-pass filter applied k times, each to the last output clipped to
+    [0, 1] (the image's statistics, computed once, are the same every pass); a second pass
+    changes the output."""
+    gen = torch.Generator().manual_seed(4)
+    guide = torch.rand(3, 24, 32, generator=gen, dtype=torch.float64)
+    prob = torch.rand(2, 24, 32, generator=gen, dtype=torch.float64)
+    once = guided_filter(prob, guide, 2, 1e-3)
+    twice = guided_filter(once.clamp(0, 1), guide, 2, 1e-3)
+    thrice = guided_filter(twice.clamp(0, 1), guide, 2, 1e-3)
+    torch.testing.assert_close(guided_filter(prob, guide, 2, 1e-3, passes=2), twice)
+    torch.testing.assert_close(guided_filter(prob, guide, 2, 1e-3, passes=3), thrice)
+    assert float((twice - once).abs().max()) > 1e-2
 
 
 def _disc_scene(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +77,9 @@ def _disc_scene(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return frame, np.stack(masks)
 
 
+@pytest.mark.parametrize("passes", [1, 2])
 @pytest.mark.parametrize("size", [(240, 320), (480, 640)])
-def test_guided_masks_follow_image_edges_better_than_bilinear(size):
+def test_guided_masks_follow_image_edges_better_than_bilinear(size, passes):
     """Blurred stride-4 logits of the true masks (seen at 320 px input, as the segmenter sees
     them): the guided masks are closer to the truth than the bilinear ones, at the input's own
     size and on a frame twice as large (a and b upsampled)."""
@@ -75,7 +93,7 @@ def test_guided_masks_follow_image_edges_better_than_bilinear(size):
     logits = 8.0 * (small - 0.5)
     plain = output_masks(logits, geom).numpy()
     guided = output_masks(logits, geom, "guided", 5.0, 1e-3,
-                          torch.from_numpy(frame)).numpy()
+                          torch.from_numpy(frame), passes=passes).numpy()
     for k in range(len(truth)):
         before, after = _iou(plain[k], truth[k]), _iou(guided[k], truth[k])
         assert after > before + 0.05, (k, before, after)
@@ -95,7 +113,11 @@ def test_guided_needs_the_frame_of_its_geometry():
                                               ("mask_refine_radius", 0.0),
                                               ("mask_refine_radius", float("nan")),
                                               ("mask_refine_eps", 0.0),
-                                              ("mask_refine_eps", "1e-3")])
+                                              ("mask_refine_eps", "1e-3"),
+                                              ("mask_refine_passes", 0),
+                                              ("mask_refine_passes", 5),
+                                              ("mask_refine_passes", 2.0),
+                                              ("mask_refine_passes", True)])
 def test_config_refuses_bad_refinement_naming_the_field(field, value):
     cfg = preset("tiny")
     setattr(cfg.tracker, field, value)
@@ -172,14 +194,17 @@ def test_postprocess_without_the_frame_says_so(refining):
             model.postprocess(result, geom)
 
 
-@pytest.mark.parametrize(("original", "resized"), [((240, 320), (240, 320)),
-                                                   ((480, 640), (240, 320)),
-                                                   ((250, 333), (250, 333)),
-                                                   ((721, 1283), (180, 320))])
-def test_cropped_path_agrees_with_the_whole_frame(original, resized):
+@pytest.mark.parametrize(("original", "resized", "passes"), [((240, 320), (240, 320), 1),
+                                                             ((480, 640), (240, 320), 1),
+                                                             ((250, 333), (250, 333), 1),
+                                                             ((721, 1283), (180, 320), 1),
+                                                             ((240, 320), (240, 320), 2),
+                                                             ((480, 640), (240, 320), 4)])
+def test_cropped_path_agrees_with_the_whole_frame(original, resized, passes):
     """The CPU's per-mask crops give the whole-frame filter's masks: objects of several sizes,
     one at the image border, one absent (all logits below the support), on a textured frame
-    and at resize ratios 1, 2 and uneven ones."""
+    and at resize ratios 1, 2 and uneven ones, with one pass and with several (the crop grows
+    with the passes)."""
     gen = torch.Generator().manual_seed(1)
     h, w = original
     padded = (-(-resized[0] // 32) * 32, -(-resized[1] // 32) * 32)
@@ -197,8 +222,8 @@ def test_cropped_path_agrees_with_the_whole_frame(original, resized):
     logits.append(torch.full((hp4, wp4), -6.0))
     logits = torch.stack(logits)
     img = torch.from_numpy(frame)
-    whole = output_masks(logits, geom, "guided", 5.0, 1e-3, img, crop=False)
-    cropped = output_masks(logits, geom, "guided", 5.0, 1e-3, img, crop=True)
+    whole = output_masks(logits, geom, "guided", 5.0, 1e-3, img, crop=False, passes=passes)
+    cropped = output_masks(logits, geom, "guided", 5.0, 1e-3, img, crop=True, passes=passes)
     assert whole.shape == cropped.shape == (5, h, w)
     assert whole[:4].flatten(1).any(1).all() and not whole[4].any()
     differ = (whole != cropped).flatten(1).float().mean(1)
@@ -214,12 +239,56 @@ def test_node_parameter_choices_are_the_model_modes():
     assert SPECS["mask_refine"].default == "checkpoint"
 
 
-def test_whole_frame_chunks_give_the_unchunked_masks(monkeypatch):
+def test_whole_frame_batches_give_the_unbatched_masks(monkeypatch):
+    """A working-memory budget that fits 3 masks, or 1, gives the masks of one batch."""
     import spvis_model.mask_refine as mr
 
     gen = torch.Generator().manual_seed(2)
     frame = torch.randint(0, 256, (60, 80, 3), dtype=torch.uint8, generator=gen)
-    logits = 3.0 * torch.randn(7, 60, 80, generator=gen)
-    whole = mr.refine_masks(logits, frame, (60, 80), 3.0, 1e-3)
-    monkeypatch.setattr(mr, "WHOLE_FRAME_CHUNK", 3)
-    assert torch.equal(mr.refine_masks(logits, frame, (60, 80), 3.0, 1e-3), whole)
+    logits = 3.0 * torch.randn(7, 30, 40, generator=gen)
+    whole = mr.refine_masks(logits, frame, (30, 40), 3.0, 1e-3, passes=2)
+    per_mask = mr.FIT_FLOATS * 30 * 40 + mr.OUTPUT_FLOATS * 60 * 80
+    for fits in (3, 1):
+        monkeypatch.setattr(mr, "BATCH_FLOATS", fits * per_mask)
+        assert torch.equal(mr.refine_masks(logits, frame, (30, 40), 3.0, 1e-3, passes=2), whole)
+    assert mr.refine_masks(logits[:0], frame, (30, 40), 3.0, 1e-3).shape == (0, 60, 80)
+
+
+def test_crop_batches_group_similar_sizes_within_the_budget(monkeypatch):
+    import spvis_model.mask_refine as mr
+
+    spans = [(100, 100), (20, 20), (22, 18), (21, 21), (100, 96)]
+    # Sorted by area: the three small crops together, the two large ones together.
+    assert mr._crop_batches(spans, 1.0) == [[2, 1, 3], [4, 0]]
+    # No padding allowed: only crops of one size share a batch.
+    monkeypatch.setattr(mr, "CROP_BATCH_PIXELS", 0)
+    assert mr._crop_batches([(8, 8), (8, 8), (9, 8)], 1.0) == [[0, 1], [2]]
+    # A budget of one large crop's working memory: each large crop alone.
+    monkeypatch.setattr(mr, "CROP_BATCH_PIXELS", 96 * 96)
+    one = 100 * 100 * (2 * mr.FIT_FLOATS + mr.CROP_OUTPUT_FLOATS * 4.0)
+    monkeypatch.setattr(mr, "BATCH_FLOATS", int(one))
+    assert mr._crop_batches(spans, 4.0) == [[2, 1, 3], [4], [0]]
+
+
+@pytest.mark.parametrize(("budget", "padding"), [(None, 0), (1, 96 * 96), (None, 10 ** 9)])
+def test_cropped_batches_give_the_same_masks(monkeypatch, budget, padding):
+    """However the crops are batched (each alone, only equal sizes together, all in one),
+    the masks are the same."""
+    import spvis_model.mask_refine as mr
+
+    geom = FrameGeometry((480, 640), (240, 320), (256, 320))
+    frame, _ = _disc_scene(480, 640, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(80.0), indexing="ij")
+    logits = torch.stack([4.0 * (1.0 - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt() / rad)
+                          + 0.5 * torch.randn(64, 80, generator=gen)
+                          for cy, cx, rad in ((20, 20, 3), (40, 60, 12), (10, 70, 5),
+                                              (50, 15, 8), (30, 40, 2))])
+    img = torch.from_numpy(frame)
+    want = output_masks(logits, geom, "guided", 5.0, 3e-4, img, crop=True, passes=2)
+    if budget is not None:
+        monkeypatch.setattr(mr, "BATCH_FLOATS", budget)
+    monkeypatch.setattr(mr, "CROP_BATCH_PIXELS", padding)
+    got = output_masks(logits, geom, "guided", 5.0, 3e-4, img, crop=True, passes=2)
+    assert want.flatten(1).any(1).all()
+    assert torch.equal(got, want)
