@@ -73,9 +73,11 @@ def test_lite0_and_r50_step_on_cuda():
     torch.cuda.synchronize()
 
 
-def test_refined_masks_on_cuda_equal_the_cpu_crops():
-    """`mask_refine: guided` runs over the whole frame in one batch on CUDA (no host read) and
-    on per-mask crops on the CPU: the same masks from the same logits and frame."""
+@pytest.mark.parametrize(("eps", "passes"), [(1e-3, 1), (3e-4, 2)])
+def test_refined_masks_on_cuda_equal_the_cpu_crops(eps, passes):
+    """`mask_refine: guided` runs over the whole frame in batches on CUDA (no host read) and
+    on per-mask crops on the CPU: the same masks from the same logits and frame, with one
+    filter pass and with the shipped model's two."""
     from spvis_model.mask_refine import output_masks
     from spvis_model.model import FrameGeometry
 
@@ -86,8 +88,8 @@ def test_refined_masks_on_cuda_equal_the_cpu_crops():
                           for cy, cx, r in ((20, 20, 8), (40, 60, 5), (0, 79, 10))])
     logits = logits + 0.3 * torch.randn(logits.shape, generator=gen)
     frame = torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8, generator=gen)
-    cpu = output_masks(logits, geom, "guided", 5.0, 1e-3, frame)
-    gpu = output_masks(logits.cuda(), geom, "guided", 5.0, 1e-3, frame.cuda())
+    cpu = output_masks(logits, geom, "guided", 5.0, eps, frame, passes=passes)
+    gpu = output_masks(logits.cuda(), geom, "guided", 5.0, eps, frame.cuda(), passes=passes)
     assert cpu.any()
     differ = (cpu != gpu.cpu()).float().mean()
     assert float(differ) <= 1e-4, float(differ)
