@@ -10,11 +10,13 @@ straddles an object's edge in the image, the filtered mask follows that edge; wh
 is flat, it is the mask smoothed. It is computed at the network-input resolution (where the
 mask was predicted) and applied at the frame's own resolution with a and b upsampled (the
 "fast guided filter" of He and Sun, 2015), so its cost does not grow with the camera's
-resolution beyond one multiply-add per output pixel.
+resolution beyond one multiply-add per output pixel. The filter may run several passes, each
+on the last one's output (`tracker.mask_refine_passes`; the shipped model: two).
 
 Everything is tensor arithmetic on the masks' device (box means, a closed-form 3×3 inverse).
 Over the whole frame (the CUDA default) there is no host read; the CPU default filters a crop
-around each mask, which reads the masks' extents to the host (`output_masks`).
+around each mask, crops of similar size batched together, which reads the masks' extents to
+the host (`output_masks`). Both bound their working memory (`BATCH_FLOATS`).
 """
 
 from __future__ import annotations
