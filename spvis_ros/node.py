@@ -37,7 +37,6 @@ import dataclasses
 import gc
 import json
 import os
-import resource
 import signal
 import sys
 import threading
@@ -48,7 +47,7 @@ from typing import Any
 
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -70,6 +69,7 @@ from spvis_model.tracker.settings import TrackSettings
 from spvis_model.weights import default_checkpoint, demo_notice
 from spvis_ros import messages
 from spvis_ros.dds import use_default_profile
+from spvis_ros.diagnostics import camera_statuses
 from spvis_ros.image_conversion import ImageConversionError, labels_to_image, rgb_to_image
 from spvis_ros.params import (
     PARAMETERS,
@@ -82,7 +82,7 @@ from spvis_ros.params import (
     descriptor,
     unknown_parameter_warning,
 )
-from spvis_ros.streams import Stream, assess_health
+from spvis_ros.streams import Stream
 from spvis_ros.transports import DEFAULT_BASE_TOPIC, by_name
 
 EXIT_BAD_START = 2
@@ -664,53 +664,17 @@ class SpvisNode(LifecycleNode):
             pubs["overlay"].publish(rgb_to_image(messages.overlay(rgb, inst, index), header))
 
     # --- diagnostics ---------------------------------------------------------------------------
-    def _memory(self) -> tuple[float, float]:
-        """(current, peak) MiB: CUDA memory allocated on a GPU, else this process's RSS."""
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            dev = torch.device(self.device)
-            return (torch.cuda.memory_allocated(dev) / 2**20,
-                    torch.cuda.max_memory_allocated(dev) / 2**20)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        try:
-            with open("/proc/self/statm") as f:
-                pages = int(f.read().split()[1])
-            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20, peak
-        except (OSError, ValueError, IndexError):
-            return peak, peak
-
     def _publish_diagnostics(self) -> None:
         if self.diag_pub is None:
             return
-        now = time.monotonic()
-        current, peak = self._memory()
-        state = self.lifecycle_state()
         with self._lock:
             stale_s = self.params.stale_input_s
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        # The node's full name first: /diagnostics is global, and two spvis nodes (say
-        # /left/spvis and /right/spvis, each with a cam0) must not share status names.
-        prefix = self.get_fully_qualified_name()
-        for name, s in self.streams.items():
-            st = s.stats
-            st.record_snapshot(now)
-            level, message = assess_health(st, now, stale_s=stale_s, topic=self.inputs[name],
-                                           active=self.active, enabled=self.enabled)
-            age = "" if st.last_received is None else f"{now - st.last_received:.1f}"
-            values = {"lifecycle_state": state, "input_topic": self.inputs[name],
-                      "frame_rate_hz": f"{st.frame_rate(now):.2f}",
-                      "latency_ms": f"{st.latency_ms():.1f}", "received": str(st.received),
-                      "processed": str(st.processed), "dropped": str(st.dropped),
-                      "rejected": str(st.rejected), "errors": str(st.errors),
-                      "last_error": st.last_error, "resets": str(st.resets),
-                      "live_tracks": str(st.live_tracks), "last_input_age_s": age,
-                      "device": self.device, "device_memory_mb": f"{current:.1f}",
-                      "device_memory_peak_mb": f"{peak:.1f}",
-                      "memory_kind": "cuda_allocated" if self.device.startswith("cuda")
-                      else "rss", "enabled": str(self.enabled)}
-            arr.status.append(DiagnosticStatus(
-                level=bytes([level]), name=f"{prefix}: camera {name}", hardware_id=self.device,
-                message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        arr.status = camera_statuses(
+            self.get_fully_qualified_name(), self.streams, self.inputs, time.monotonic(),
+            stale_s=stale_s, lifecycle_state=self.lifecycle_state(), active=self.active,
+            enabled=self.enabled, device=self.device)
         self.diag_pub.publish(arr)
 
     def destroy_node(self) -> None:
