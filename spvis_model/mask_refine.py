@@ -144,13 +144,24 @@ def guided_filter(prob: torch.Tensor, guide: torch.Tensor, radius: int, eps: flo
     Returns:
         (N, H, W) filtered probabilities (not clipped to [0, 1]).
     """
-    out_image = (full_guide if full_guide is not None else guide)[None].float()
+    out_image = (full_guide if full_guide is not None else guide).float()
     if prob.shape[0] == 0:
         return prob.new_zeros((0, *out_image.shape[-2:]), dtype=torch.float32)
-    coeffs = guided_coefficients(prob, guide, radius, eps, passes)
+    image = guide[None].float()
+    mean_i, inv = _guide_statistics(image, radius, eps)
+    return _filtered(prob, image, mean_i, inv, radius, passes, out_image)
+
+
+def _filtered(prob: torch.Tensor, image: torch.Tensor, mean_i: torch.Tensor,
+              inv: torch.Tensor, radius: int, passes: int, out_image: torch.Tensor
+              ) -> torch.Tensor:
+    """`passes` fits of (N, h, w) `prob` against (1, 3, h, w) `image` with its
+    `_guide_statistics`, applied to (3, H, W) `out_image` (the coefficients upsampled when
+    (H, W) is larger). -> (N, H, W) filtered probabilities."""
+    coeffs = _passes(prob, image, mean_i, inv, radius, passes)
     if coeffs.shape[-2:] == out_image.shape[-2:]:
         return apply_coefficients(coeffs, out_image)
-    return _upsampled_output(coeffs, out_image[0])
+    return _upsampled_output(coeffs, out_image)
 
 
 def _upsampled_output(coeffs: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -373,11 +384,8 @@ def refine_masks(logits: torch.Tensor, frame: torch.Tensor, resized: tuple[int, 
     step = max(1, BATCH_FLOATS // per_mask)
     out = []
     for i in range(0, logits.shape[0], step):
-        coeffs = _passes(torch.sigmoid(logits[i: i + step].float()), image, mean_i, inv, r,
-                         passes)
-        q = apply_coefficients(coeffs, full) if size == tuple(resized) else \
-            _upsampled_output(coeffs, full)
-        out.append(q > 0.5)
+        prob = torch.sigmoid(logits[i: i + step].float())
+        out.append(_filtered(prob, image, mean_i, inv, r, passes, full) > 0.5)
     if not out:
         return torch.zeros((0, *size), dtype=torch.bool, device=logits.device)
     return out[0] if len(out) == 1 else torch.cat(out)
