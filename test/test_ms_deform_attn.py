@@ -174,6 +174,34 @@ def test_module_compiled_matches_reference_and_trains():
     assert attn.sampling_offsets.weight.grad.abs().sum() > 0  # gradient reaches the offsets
 
 
+@pytest.mark.parametrize("ref_batch", [2, 1])
+def test_module_samples_at_reference_plus_offset_over_level_size(ref_batch):
+    """The module's sampling locations, written out: reference point + offset / (W_l, H_l)
+    for every head, level and point, each level its own size (the module computes them on
+    flattened rows; a reference of batch 1 is shared by the batch)."""
+    torch.manual_seed(0)
+    shapes = ((6, 9), (3, 5), (2, 2))
+    spatial, starts, s = level_index(shapes)
+    attn = MSDeformAttn(d_model=32, n_levels=3, n_heads=4, n_points=3).double()
+    with torch.no_grad():
+        attn.sampling_offsets.weight.normal_(0, 0.5)
+        attn.attention_weights.weight.normal_()
+    query = torch.randn(2, 5, 32, dtype=torch.float64)
+    feats = torch.randn(2, s, 32, dtype=torch.float64)
+    points = torch.rand(ref_batch, 5, 3, 2, dtype=torch.float64)
+    offsets = attn.sampling_offsets(query).view(2, 5, 4, 3, 3, 2)
+    size_xy = torch.tensor([[w, h] for h, w in shapes], dtype=torch.float64)
+    loc = torch.empty(2, 5, 4, 3, 3, 2, dtype=torch.float64)
+    for lvl in range(3):
+        loc[:, :, :, lvl] = points[:, :, None, lvl, None, :] + offsets[:, :, :, lvl] / size_xy[lvl]
+    weights = attn.attention_weights(query).view(2, 5, 4, 9).softmax(-1).view(2, 5, 4, 3, 3)
+    value = attn.value_proj(feats).view(2, s, 4, 8)
+    expected = attn.output_proj(ms_deform_attn_reference(value, spatial, starts, loc, weights))
+    # Locations are computed in float32 (module.py), so float32 rounding is allowed.
+    torch.testing.assert_close(attn(query, points, feats, spatial, starts), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_module_initialisation_and_arguments():
     attn = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=3)
     offsets = attn.sampling_offsets.bias.view(4, 2, 3, 2)

@@ -280,12 +280,20 @@ def _umask() -> int:
 # --- tracing ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode, and every submodule's CPU channels-last inference off (the graph is traced
+    in the default layout; the eager reference of verification uses the same)."""
     was = module.training
+    layouts = [(m, m.cpu_channels_last) for m in module.modules()
+               if isinstance(getattr(m, "cpu_channels_last", None), bool)]
     module.eval()
+    for m, _ in layouts:
+        m.cpu_channels_last = False
     try:
         yield
     finally:
         module.train(was)
+        for m, flag in layouts:
+            m.cpu_channels_last = flag
 
 
 def _graph_module(model: torch.nn.Module, opts: ExportOptions) -> ExportSegmenter:
@@ -480,7 +488,8 @@ def _verify(model: torch.nn.Module, path: Path, opts: ExportOptions,
     device = _device(model)
     graph = _graph_module(model, opts) if half else None
     for label, x in cases:
-        with _eval_mode(model), torch.no_grad():
+        graph_mode = _eval_mode(graph) if graph is not None else contextlib.nullcontext()
+        with _eval_mode(model), graph_mode, torch.no_grad():
             seg = model.segmenter(x.to(device))
             eager = [seg.decoder.pred_logits, seg.decoder.pred_masks, seg.decoder.query_embed,
                      seg.pixels.mask_features, seg.pixels.memory]

@@ -106,9 +106,15 @@ class MSDeformAttn(nn.Module):
         weights = weights.softmax(-1).view(b, q, h, n_l, n_p)
         ref = reference_points.float()
         if ref.shape[-1] == 2:
-            normaliser = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).float()
-            locations = ref[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :,
-                                                                           None, :]
+            # ref + offset / (W_l, H_l), computed on rows of L * P * 2 per query and head: a
+            # broadcast whose last dimension is 2 runs several times slower on the CPU.
+            inv_size = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]],
+                                   -1).float().reciprocal()  # (L, 2)
+            row = n_l * n_p * 2
+            scale = inv_size[:, None, :].expand(n_l, n_p, 2).reshape(row)
+            origin = ref[:, :, :, None, :].expand(-1, -1, -1, n_p, -1).reshape(-1, q, 1, row)
+            locations = torch.addcmul(origin, offsets.view(b, q, h, row), scale)
+            locations = locations.view(b, q, h, n_l, n_p, 2)
         elif ref.shape[-1] == 4:
             locations = (ref[:, :, None, :, None, :2]
                          + offsets / n_p * ref[:, :, None, :, None, 2:] * 0.5)

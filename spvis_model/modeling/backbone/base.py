@@ -115,10 +115,15 @@ class FrozenBatchNorm2d(nn.Module):
         if with_num_batches_tracked:
             self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
+    def scale_shift(self) -> tuple[Tensor, Tensor]:
+        """The per-channel affine map ``(scale, shift)``, each ``(C,)``, in float32 or wider."""
+        dtype = torch.promote_types(self.weight.dtype, torch.float32)
+        scale = self.weight.to(dtype) * (self.running_var.to(dtype) + self.eps).rsqrt()
+        return scale, self.bias.to(dtype) - self.running_mean.to(dtype) * scale
+
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, H, W)``; the affine map is computed in float32 or wider."""
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
+        scale, shift = self.scale_shift()
         return x * scale.to(x.dtype).view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:

@@ -43,6 +43,7 @@ from spvis_model.hashing import file_sha256
 from spvis_model.state_dict import load_state_dict_exact
 
 from .base import Backbone, FrozenBatchNorm2d
+from .folding import conv_norm
 
 #: Normalisation the TF EfficientNet-Lite weights were trained with (RGB, 0..255 scale).
 LITE0_PIXEL_MEAN: tuple[float, float, float] = (127.0, 127.0, 127.0)
@@ -108,18 +109,21 @@ class SamePadConv2d(nn.Conv2d):
             padding=kernel_size // 2 if self._symmetric else 0, groups=groups, bias=False,
         )
 
+    def pad(self, x: Tensor) -> Tensor:
+        """The input zero-padded as TF "SAME" needs beyond the conv's own ``padding``."""
+        if self._symmetric:
+            return x
+        pads: list[int] = []
+        # F.pad takes (left, right, top, bottom): last dim first.
+        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
+                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads) if any(pads) else x
+
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s))``."""
-        if not self._symmetric:
-            pads: list[int] = []
-            # F.pad takes (left, right, top, bottom): last dim first.
-            for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                               (x.shape[-2], self.kernel_size[0], self.stride[0])):
-                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-                pads += [total // 2, total - total // 2]
-            if any(pads):
-                x = F.pad(x, pads)
-        return super().forward(x)
+        return super().forward(self.pad(x))
 
 
 def _norm(channels: int, kind: NormKind) -> nn.Module:
@@ -170,12 +174,16 @@ class MBConvBlock(nn.Module):
         self.drop_path = drop_path
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, C_in, H, W) -> (B, C_out, H / s, W / s)``."""
+        """``(B, C_in, H, W) -> (B, C_out, H / s, W / s)``.
+
+        Frozen (or eval-mode) BN is folded into the conv before it (``folding.conv_norm``).
+        """
         y = x
         if self.has_expand:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+            y = F.relu6(conv_norm(self._expand_conv, self._bn0, y), inplace=True)
+        dw = self._depthwise_conv
+        y = F.relu6(conv_norm(dw, self._bn1, dw.pad(y)), inplace=True)
+        y = conv_norm(self._project_conv, self._bn2, y)
         if self.residual:
             y = _drop_path(y, self.drop_path, self.training) + x
         return y
@@ -196,7 +204,17 @@ class EfficientNetLite0(Backbone):
             Both have the checkpoint's keys, ``num_batches_tracked`` included.
         drop_path_rate: stochastic depth of the last block; block ``i`` of ``n`` uses
             ``rate * i / n`` (as the TF training). 0 disables it.
+
+    Attributes:
+        cpu_channels_last: run inference on the CPU (no autograd, not traced) in the
+            channels-last layout (default True): with the BN folded, oneDNN's NHWC depthwise
+            and 1x1 convolutions take about a fifth less time (docs/benchmarks.md, "The
+            segmenter on the CPU"). The values differ from the default layout's by float
+            rounding only; the ONNX exporter turns it off to compare its graph with the eager
+            model in the layout it traced.
     """
+
+    cpu_channels_last: bool
 
     def __init__(
         self, *, with_classifier: bool = False, norm: NormKind = "frozen_bn",
@@ -210,6 +228,7 @@ class EfficientNetLite0(Backbone):
         self.pixel_mean = LITE0_PIXEL_MEAN
         self.pixel_std = LITE0_PIXEL_STD
         self.with_classifier = with_classifier
+        self.cpu_channels_last = True
         self.out_channels = {name: LITE0_STAGES[i][5] for name, i in LITE0_TAP_STAGES.items()}
 
         self._conv_stem = SamePadConv2d(3, LITE0_STEM_CHANNELS, 3, stride=2)
@@ -249,12 +268,18 @@ class EfficientNetLite0(Backbone):
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         """``(B, 3, H, W)`` -> res2..res5 (24, 40, 112, 320 channels at H/4..H/32)."""
         out: dict[str, Tensor] = {}
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        # On the CPU, eager inference runs channels-last (see ``cpu_channels_last``); the
+        # outputs go back to the default layout for the pixel decoder.
+        nhwc = (self.cpu_channels_last and x.device.type == "cpu" and not torch.is_grad_enabled()
+                and not torch.jit.is_tracing())
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.relu6(conv_norm(self._conv_stem, self._bn0, self._conv_stem.pad(x)), inplace=True)
         for idx, block in enumerate(self._blocks):
             x = block(x)
             name = self._taps.get(idx)
             if name is not None:
-                out[name] = x
+                out[name] = x.contiguous() if nhwc else x
         return out
 
     def classify(self, x: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD, Backbone, FrozenBatchNorm2d
+from .folding import conv_norm
 
 #: (blocks, bottleneck channels, out channels, first stride) of res2..res5 in ResNet-50.
 R50_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -73,8 +74,9 @@ class ConvNorm2d(nn.Conv2d):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(B, C_in, H, W) -> (B, C_out, H', W')``: conv then norm."""
-        return self.norm(super().forward(x))
+        """``(B, C_in, H, W) -> (B, C_out, H', W')``: conv then norm, the norm folded into
+        the conv (``folding.conv_norm``)."""
+        return conv_norm(self, self.norm, x)
 
 
 class BasicStem(nn.Module):
