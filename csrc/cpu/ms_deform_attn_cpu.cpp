@@ -2,10 +2,10 @@
 //
 // Forward: one task per (batch, query, head), parallel with at::parallel_for; common head
 // widths D get a kernel with D fixed at compile time.
-// Backward: one task per (batch, head, query chunk). The value gradient is a scatter,
-// so tasks that share a (batch, head) slice write into private buffers that are summed
-// afterwards; with enough (batch, head) pairs to keep every thread busy, tasks write
-// straight into the gradient.
+// Backward: one task per (batch, head, query chunk), with the same fixed-D kernels. The value
+// gradient is a scatter, so tasks that share a (batch, head) slice write into private buffers
+// that are summed afterwards; with enough (batch, head) pairs to keep every thread busy, tasks
+// write straight into the gradient.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -125,17 +125,58 @@ void forward_dispatch(const scalar_t* value, const int64_t* shapes, const int64_
   }
 }
 
+// One corner of the backward: returns dot(go, v) and adds w * go to g, over D channels
+// (DF > 0: D fixed at compile time; float with DF a multiple of 4: 4-wide vectors, the dot
+// summed lane-wise and then across the lanes).
+template <typename scalar_t, int DF>
+struct CornerBackward {
+  static inline scalar_t run(const scalar_t* go, const scalar_t* v, scalar_t* g, scalar_t w,
+                             int64_t D) {
+    const int64_t n = DF > 0 ? DF : D;
+    scalar_t dot = 0;
+    for (int64_t ch = 0; ch < n; ++ch) {
+      dot += go[ch] * v[ch];
+      g[ch] += w * go[ch];
+    }
+    return dot;
+  }
+};
+
+#if defined(__GNUC__)
+template <int DF>
+struct CornerBackwardVec {
+  static inline float run(const float* go, const float* v, float* g, float w, int64_t) {
+    Float4 dot = {0.f, 0.f, 0.f, 0.f};
+    for (int j = 0; j < DF / 4; ++j) {
+      Float4 go4, v4, g4;
+      std::memcpy(&go4, go + 4 * j, sizeof(go4));
+      std::memcpy(&v4, v + 4 * j, sizeof(v4));
+      std::memcpy(&g4, g + 4 * j, sizeof(g4));
+      dot += go4 * v4;
+      g4 += w * go4;
+      std::memcpy(g + 4 * j, &g4, sizeof(g4));
+    }
+    return (dot[0] + dot[1]) + (dot[2] + dot[3]);
+  }
+};
+template <> struct CornerBackward<float, 8> : CornerBackwardVec<8> {};
+template <> struct CornerBackward<float, 16> : CornerBackwardVec<16> {};
+template <> struct CornerBackward<float, 32> : CornerBackwardVec<32> {};
+template <> struct CornerBackward<float, 64> : CornerBackwardVec<64> {};
+#endif
+
 // Backward for queries [q_begin, q_end) of one (b, h). `gv` points at the value
 // gradient of pixel 0 of this (b, h) with `gv_row` elements between pixels.
-template <typename scalar_t>
+template <typename scalar_t, int DF>
 void backward_slice(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
                     const scalar_t* loc, const scalar_t* attn, const scalar_t* grad_out,
                     scalar_t* gv, int64_t gv_row, scalar_t* grad_loc, scalar_t* grad_attn,
                     const Dims& d, int64_t b, int64_t h, int64_t q_begin, int64_t q_end) {
-  const int64_t row = d.H * d.D;
+  const int64_t D = DF > 0 ? DF : d.D;
+  const int64_t row = d.H * D;
   for (int64_t q = q_begin; q < q_end; ++q) {
     const int64_t idx = (b * d.Q + q) * d.H + h;
-    const scalar_t* go = grad_out + idx * d.D;
+    const scalar_t* go = grad_out + idx * D;
     const scalar_t* lp = loc + idx * d.L * d.P * 2;
     const scalar_t* ap = attn + idx * d.L * d.P;
     scalar_t* glp = grad_loc + idx * d.L * d.P * 2;
@@ -143,7 +184,7 @@ void backward_slice(const scalar_t* value, const int64_t* shapes, const int64_t*
     for (int64_t l = 0; l < d.L; ++l) {
       const int64_t hl = shapes[2 * l];
       const int64_t wl = shapes[2 * l + 1];
-      const scalar_t* base = value + ((b * d.S + starts[l]) * d.H + h) * d.D;
+      const scalar_t* base = value + ((b * d.S + starts[l]) * d.H + h) * D;
       scalar_t* gbase = gv + starts[l] * gv_row;
       for (int64_t p = 0; p < d.P; ++p) {
         const int64_t lp_i = l * d.P + p;
@@ -155,14 +196,8 @@ void backward_slice(const scalar_t* value, const int64_t* shapes, const int64_t*
         scalar_t g_attn = 0, g_x = 0, g_y = 0;
         for (int k = 0; k < 4; ++k) {
           if (c.off[k] < 0) continue;
-          const scalar_t* v = base + c.off[k] * row;
-          scalar_t* g = gbase + c.off[k] * gv_row;
-          const scalar_t wk = a * c.w[k];
-          scalar_t dot = 0;
-          for (int64_t ch = 0; ch < d.D; ++ch) {
-            dot += go[ch] * v[ch];
-            g[ch] += wk * go[ch];
-          }
+          const scalar_t dot = CornerBackward<scalar_t, DF>::run(
+              go, base + c.off[k] * row, gbase + c.off[k] * gv_row, a * c.w[k], D);
           g_attn += c.w[k] * dot;
           g_x += gx[k] * dot;
           g_y += gy[k] * dot;
@@ -173,6 +208,25 @@ void backward_slice(const scalar_t* value, const int64_t* shapes, const int64_t*
       }
     }
   }
+}
+
+template <typename scalar_t>
+void backward_slice_dispatch(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
+                             const scalar_t* loc, const scalar_t* attn, const scalar_t* grad_out,
+                             scalar_t* gv, int64_t gv_row, scalar_t* grad_loc,
+                             scalar_t* grad_attn, const Dims& d, int64_t b, int64_t h,
+                             int64_t q_begin, int64_t q_end) {
+#define SPVIS_BACKWARD_SLICE(DF)                                                           \
+  backward_slice<scalar_t, DF>(value, shapes, starts, loc, attn, grad_out, gv, gv_row,     \
+                               grad_loc, grad_attn, d, b, h, q_begin, q_end)
+  switch (d.D) {
+    case 8: SPVIS_BACKWARD_SLICE(8); break;
+    case 16: SPVIS_BACKWARD_SLICE(16); break;
+    case 32: SPVIS_BACKWARD_SLICE(32); break;
+    case 64: SPVIS_BACKWARD_SLICE(64); break;
+    default: SPVIS_BACKWARD_SLICE(0); break;
+  }
+#undef SPVIS_BACKWARD_SLICE
 }
 
 }  // namespace
@@ -240,7 +294,8 @@ std::vector<at::Tensor> ms_deform_attn_backward_cpu(const at::Tensor& value_in,
         if (q0 >= q1) continue;
         scalar_t* gv = chunks > 1 ? buf + task * d.S * d.D : gv_all + (b * d.S * d.H + h) * d.D;
         const int64_t gv_row = chunks > 1 ? d.D : d.H * d.D;
-        backward_slice<scalar_t>(value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(),
+        backward_slice_dispatch<scalar_t>(
+            value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(),
                                  starts.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(),
                                  attn.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(), gv, gv_row,
                                  grad_loc.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>(), d,
