@@ -10,6 +10,7 @@ import torch
 
 from spvis_model.config import preset
 from spvis_model.model import SPVIS
+from spvis_model.modeling.backbone import FrozenBatchNorm2d
 
 pytestmark = pytest.mark.cuda
 
@@ -93,3 +94,27 @@ def test_refined_masks_on_cuda_equal_the_cpu_crops(eps, passes):
     assert cpu.any()
     differ = (cpu != gpu.cpu()).float().mean()
     assert float(differ) <= 1e-4, float(differ)
+
+
+@pytest.mark.parametrize("name", ["lite0", "r50"])
+def test_folded_backbones_on_cuda_match_the_cpu(name):
+    """The BN fold runs on CUDA in the default layout; the CPU runs lite0 channels-last. Both
+    compute the same features as the network written out unfolded (test_folding.py) up to
+    float rounding (TF32 convolutions allowed on CUDA)."""
+    torch.manual_seed(0)
+    model = SPVIS(preset(name), pretrained_backbone=False).eval()
+    with torch.no_grad():  # norms that are not the identity, so the fold has work to do
+        for m in model.segmenter.backbone.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 128, 160)
+    with torch.no_grad():
+        cpu = model.segmenter.backbone(x)
+        model = model.cuda()
+        gpu = model.segmenter.backbone(x.cuda())
+    for key, ref in cpu.items():
+        scale = ref.abs().max().item()
+        assert (gpu[key].cpu() - ref).abs().max().item() <= 1e-2 * scale, key
