@@ -8,8 +8,10 @@ cost. `SegmenterGraphs` does that lazily, on the first input of each shape:
 - mode ``"graphs"``: `torch.cuda.CUDAGraph` capture of the whole segmenter; if that fails
   (anything that reads the device on the host cannot be captured), of each stage on its own
   (backbone, pixel decoder, transformer decoder), the stages that fail running eagerly;
-- mode ``"compile"``: ``torch.compile(stage, mode="reduce-overhead")`` per stage (Inductor
-  plus CUDA graphs, graph breaks where needed);
+- mode ``"compile"``: ``torch.compile`` of the whole forward, else of each stage. On CUDA
+  ``mode="reduce-overhead"`` (Inductor plus CUDA graphs); on the CPU Inductor's default mode
+  (generated C++, which needs a C++ compiler at run time; the first frame of each input size
+  compiles, about a minute for lite0 on one core). MSDeformAttn runs between compiled graphs;
 - mode ``"eager"``: nothing captured.
 
 Every captured or compiled stage is checked against the eager stage on the input it was built
@@ -136,21 +138,24 @@ class GraphedCallable:
 
 
 class CompiledCallable:
-    """``torch.compile(fn, mode="reduce-overhead")``, outputs copied out (its CUDA graph
-    buffers are reused by the next call)."""
+    """``torch.compile(fn)`` for the example's device: on CUDA ``mode="reduce-overhead"``,
+    outputs copied out (its CUDA graph buffers are reused by the next call); on the CPU the
+    default mode, whose outputs are new tensors on every call."""
 
     def __init__(self, fn: Callable[..., Any], example: tuple, pool: Any,
                  context: Callable[[], Any]) -> None:
         del pool
-        self.fn = torch.compile(fn, mode="reduce-overhead", dynamic=False)
+        self.cuda = any(t.is_cuda for t in tree_tensors(example))
+        self.fn = torch.compile(fn, mode="reduce-overhead" if self.cuda else "default",
+                                dynamic=False)
         self.context = context
-        for _ in range(3):  # compile, then record the CUDA graph
+        for _ in range(3 if self.cuda else 1):  # compile (then record the CUDA graph)
             self(*example)
 
     def __call__(self, *args: Any) -> Any:
         with self.context():
             out = self.fn(*args)
-        return tree_map(lambda t: t.clone(), out)
+        return tree_map(lambda t: t.clone(), out) if self.cuda else out
 
 
 Builder = Callable[[Callable[..., Any], tuple, Any, Callable[[], Any]], Callable[..., Any]]
@@ -168,8 +173,8 @@ class SegmenterGraphs:
         rtol: largest relative max difference to eager accepted (default: 1e-4 in float32,
             2e-2 under half-precision autocast).
         builders: {mode: (label, builder)}; tests replace them to exercise the fallbacks.
-        require_cuda: fall back (loudly) on a non-CUDA input; tests of the fallback logic
-            with stand-in builders turn it off.
+        require_cuda: mode "graphs" falls back (loudly) on a non-CUDA input; tests of the
+            fallback logic with stand-in builders turn it off. ("compile" runs on the CPU.)
     """
 
     def __init__(self, segmenter: nn.Module, mode: str, rtol: float | None = None,
@@ -242,7 +247,7 @@ class SegmenterGraphs:
 
         if self.mode == "eager":
             return [StageStatus("segmenter", "eager", "capture mode eager")], run_eager
-        if self.require_cuda and images.device.type != "cuda":
+        if self.require_cuda and self.mode == "graphs" and images.device.type != "cuda":
             reason = (f"capture mode {self.mode!r} needs a CUDA device; the segmenter is on "
                       f"{images.device}")
             self._fallback("segmenter", shape, reason)

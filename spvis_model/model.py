@@ -233,7 +233,8 @@ class SPVIS(nn.Module):
 
     def capture(self, mode: str) -> SPVIS:
         """Run the segmenter captured for fixed input sizes from now on: "graphs" (CUDA
-        graphs), "compile" (``torch.compile(mode="reduce-overhead")``) or "eager" (undo). Each
+        graphs; CUDA only), "compile" (``torch.compile``: reduce-overhead on CUDA, Inductor's
+        C++ on the CPU, which needs a C++ compiler) or "eager" (undo). Each
         input shape is captured on first use and checked against eager; what cannot be
         captured runs eagerly with a `CaptureFallbackWarning` naming the stage and the reason
         (spvis_model.graphs). Not with the onnxruntime backend."""

@@ -113,9 +113,11 @@ PARAMETERS: tuple[Spec, ...] = (
          "camera names; camera c reads `c/image_raw` (plus the transport's suffix) and publishes "
          "`c/instances`, `c/detections`, `c/labels`, `c/overlay`"),
     Spec("capture", "string", "eager", False,
-         "backend torch on CUDA: run the segmenter captured for each camera's input size, as "
-         "CUDA graphs (graphs) or torch.compile reduce-overhead (compile), checked against "
-         "eager when built; a stage that cannot be captured runs eagerly with a warning",
+         "backend torch: run the segmenter captured for each camera's input size, as CUDA "
+         "graphs (graphs, CUDA only) or torch.compile (compile: reduce-overhead on CUDA; on the "
+         "CPU Inductor's C++, which needs a C++ compiler, about 0.8x eager's time after a first "
+         "frame that compiles for about a minute), checked against eager when built; a stage "
+         "that cannot be captured runs eagerly with a warning",
          choices=CAPTURES),
     Spec("mask_refine", "string", "checkpoint", False,
          "how published masks are made from the model's stride-4 mask logits: checkpoint = as "

@@ -124,6 +124,10 @@ class _MSDeformAttnFunction(torch.autograd.Function):
         return grad_value, None, None, grad_loc, grad_attn
 
 
+# torch.compile runs the op as it is, between two compiled graphs: the kernels are a pybind11
+# module that Dynamo cannot trace (without this it breaks the graph there anyway, with a
+# warning per call site).
+@torch.compiler.disable
 def ms_deform_attn(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor,
