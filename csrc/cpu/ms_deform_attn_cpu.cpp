@@ -27,17 +27,9 @@ Dims dims_of(const at::Tensor& value, const at::Tensor& locations) {
               locations.size(1), locations.size(3), locations.size(4)};
 }
 
-// acc[0..D) += w * v[0..D). The general loop; float with D a multiple of 4 fixed at
-// compile time uses 4-wide vectors (GCC/Clang vector extensions: SSE on x86-64, NEON on
-// AArch64, no -march flags needed), which the compiler does not find on its own here.
-template <typename scalar_t, int DF>
-struct Axpy {
-  static inline void run(scalar_t* acc, scalar_t w, const scalar_t* v, int64_t D) {
-    const int64_t n = DF > 0 ? DF : D;
-    for (int64_t ch = 0; ch < n; ++ch) acc[ch] += w * v[ch];
-  }
-};
-
+// Float with D a multiple of 4 fixed at compile time accumulates in 4-wide vectors
+// (GCC/Clang vector extensions: SSE on x86-64, NEON on AArch64, no -march flags needed),
+// which the compiler does not find on its own here.
 #if defined(__GNUC__)
 typedef float Float4 __attribute__((vector_size(16)));
 
@@ -101,10 +93,11 @@ void forward_kernel(const scalar_t* value, const int64_t* shapes, const int64_t*
         continue;
       }
 #endif
-      std::fill(o, o + d.D, scalar_t(0));
+      const int64_t n = DF > 0 ? DF : d.D;
+      std::fill(o, o + n, scalar_t(0));
       gather_one<scalar_t, DF>(value, shapes, starts, lp, ap,
                                [&](scalar_t w, const scalar_t* v) {
-                                 Axpy<scalar_t, DF>::run(o, w, v, d.D);
+                                 for (int64_t ch = 0; ch < n; ++ch) o[ch] += w * v[ch];
                                },
                                d, b, h);
     }

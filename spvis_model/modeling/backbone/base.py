@@ -83,6 +83,20 @@ class Backbone(nn.Module):
         return {name: (self.out_channels[name], self.strides[name]) for name in FEATURE_NAMES}
 
 
+def norm_affine(mean: Tensor, var: Tensor, eps: float, weight: Tensor | None = None,
+                bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """A batch norm with fixed statistics as ``x * scale + shift``: ``(scale, shift)``, each
+    ``(C,)``, in float32 or wider (``weight`` / ``bias`` None: no affine part)."""
+    dtype = torch.promote_types(var.dtype, torch.float32)
+    scale = (var.to(dtype) + eps).rsqrt()
+    if weight is not None:
+        scale = scale * weight.to(dtype)
+    shift = -mean.to(dtype) * scale
+    if bias is not None:
+        shift = shift + bias.to(dtype)
+    return scale, shift
+
+
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine parameters (all buffers, no parameters).
 
@@ -117,9 +131,7 @@ class FrozenBatchNorm2d(nn.Module):
 
     def scale_shift(self) -> tuple[Tensor, Tensor]:
         """The per-channel affine map ``(scale, shift)``, each ``(C,)``, in float32 or wider."""
-        dtype = torch.promote_types(self.weight.dtype, torch.float32)
-        scale = self.weight.to(dtype) * (self.running_var.to(dtype) + self.eps).rsqrt()
-        return scale, self.bias.to(dtype) - self.running_mean.to(dtype) * scale
+        return norm_affine(self.running_mean, self.running_var, self.eps, self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W) -> (B, C, H, W)``; the affine map is computed in float32 or wider."""

@@ -12,10 +12,9 @@ and gradients reach the convolution's weight as before.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from .base import FrozenBatchNorm2d
+from .base import FrozenBatchNorm2d, norm_affine
 
 
 def fixed_norm_affine(norm: nn.Module) -> tuple[Tensor, Tensor] | None:
@@ -25,14 +24,9 @@ def fixed_norm_affine(norm: nn.Module) -> tuple[Tensor, Tensor] | None:
         return norm.scale_shift()
     if (isinstance(norm, nn.BatchNorm2d) and not norm.training
             and norm.running_mean is not None and norm.running_var is not None):
-        mean, var = norm.running_mean, norm.running_var
-        dtype = torch.promote_types(var.dtype, torch.float32)
-        scale = (var.to(dtype) + norm.eps).rsqrt()
-        shift = -mean.to(dtype) * scale
-        if norm.affine:
-            scale = scale * norm.weight.to(dtype)
-            shift = shift * norm.weight.to(dtype) + norm.bias.to(dtype)
-        return scale, shift
+        return norm_affine(norm.running_mean, norm.running_var, norm.eps,
+                           norm.weight if norm.affine else None,
+                           norm.bias if norm.affine else None)
     return None
 
 
